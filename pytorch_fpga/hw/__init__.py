@@ -1,0 +1,1 @@
+"""Hardware side of the library: simulator discovery, RTL drivers and runners."""

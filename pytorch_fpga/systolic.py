@@ -94,24 +94,33 @@ def drain(rows: int, cols: int) -> int:
     return max(0, rows + cols - 3)
 
 
-def ws_schedule(M: int, folds: int, rows: int, cols: int) -> tuple[list[int], list[int]]:
+def ws_schedule(fold_ms, rows: int, cols: int) -> tuple[list[int], list[int]]:
     """Start cycles of each fold's weight load and activation stream when both streams run at full rate.
 
-    Two weight banks: a fold's weights (rows beats) load into one bank while the previous fold streams from
-    the other; bank b can be reloaded only after the fold two back has drained out of the array.
-        load_f   = max(load_{f-1} + rows, stream_{f-2} + M + drain)
-        stream_f = max(load_f + rows, stream_{f-1} + M)
+    fold_ms[f] is the number of activation vectors of fold f. Two weight banks: a fold's weights (rows beats)
+    load into one bank while the previous fold streams from the other; a bank is reloaded only after the
+    fold two back has drained out of the array:
+        load_f   = max(load_{f-1} + rows, stream_{f-2} + M_{f-2} + drain)
+        stream_f = max(load_f + rows, stream_{f-1} + M_{f-1})
     """
     R, D = rows, drain(rows, cols)
     load, stream = [], []
-    for f in range(folds):
+    for f, _ in enumerate(fold_ms):
         l = 0 if f == 0 else load[-1] + R
         if f >= 2:
-            l = max(l, stream[f - 2] + M + D)
-        s = l + R if f == 0 else max(l + R, stream[-1] + M)
+            l = max(l, stream[f - 2] + fold_ms[f - 2] + D)
+        s = l + R if f == 0 else max(l + R, stream[-1] + fold_ms[f - 1])
         load.append(l)
         stream.append(s)
     return load, stream
+
+
+def ws_cycles_for_folds(fold_ms, rows: int, cols: int) -> int:
+    """Exact cycles for a sequence of folds (fold_ms[f] vectors each) streamed back to back."""
+    if not len(fold_ms) or min(fold_ms) < 1:
+        raise ValueError("need at least one fold, each with M >= 1 vectors")
+    _, stream = ws_schedule(fold_ms, rows, cols)
+    return stream[-1] + fold_ms[-1] + latency(rows, cols)
 
 
 def ws_cycles(M: int, K: int, N: int, rows: int, cols: int) -> int:
@@ -121,11 +130,8 @@ def ws_cycles(M: int, K: int, N: int, rows: int, cols: int) -> int:
         F * M + 2 * rows + cols - 1,  F = ceil(K / rows) * ceil(N / cols):
     rows cycles to load the first tile, F * M activation beats, rows + cols - 1 to drain the last result.
     """
-    if M < 1:
-        raise ValueError("M must be >= 1")
     F = math.ceil(K / rows) * math.ceil(N / cols)
-    _, stream = ws_schedule(M, F, rows, cols)
-    return stream[-1] + M + latency(rows, cols)
+    return ws_cycles_for_folds([M] * F, rows, cols)
 
 
 def ws_cycles_steady(M: int, K: int, N: int, rows: int, cols: int) -> int:

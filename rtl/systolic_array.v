@@ -44,6 +44,9 @@ module systolic_array #(
     localparam integer DRAIN   = (ROWS + COLS > 3) ? ROWS + COLS - 3 : 0; // bank busy after a fold's last beat
     localparam integer ROW_W   = (ROWS > 1) ? $clog2(ROWS) : 1;         // weight-row counter width
     localparam integer DRAIN_W = $clog2(DRAIN + 2);                     // drain counter width
+    localparam integer LAST_ROW_I = ROWS - 1;                            // a tile's last weight beat
+    localparam [ROW_W-1:0]   LAST_ROW   = LAST_ROW_I[ROW_W-1:0];
+    localparam [DRAIN_W-1:0] DRAIN_INIT = DRAIN[DRAIN_W-1:0];
 
     // ------------------------------------------------------------------ control (the only reset state)
     wire ce = !m_axis_y_tvalid || m_axis_y_tready;   // stall everything while a result waits
@@ -73,7 +76,7 @@ module systolic_array #(
             if (drain0 != 0) drain0 <= drain0 - 1'b1;
             if (drain1 != 0) drain1 <= drain1 - 1'b1;
             if (w_acc) begin
-                if (wrow == ROW_W'(ROWS - 1)) begin
+                if (wrow == LAST_ROW) begin
                     wrow <= 0;
                     full[wb] <= 1'b1;
                     wb <= !wb;
@@ -84,7 +87,7 @@ module systolic_array #(
             if (x_end) begin
                 full[xb] <= 1'b0;
                 xb <= !xb;
-                if (xb) drain1 <= DRAIN_W'(DRAIN); else drain0 <= DRAIN_W'(DRAIN);
+                if (xb) drain1 <= DRAIN_INIT; else drain0 <= DRAIN_INIT;
             end
             vld_pipe[0]  <= x_acc;
             last_pipe[0] <= x_end;

@@ -1,0 +1,70 @@
+"""Build and run cocotb tests on Icarus or Verilator through cocotb_tools.runner, one build dir per config."""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+from . import tools
+
+TIMESCALE = ("1ns", "1ps")
+
+
+def build_dir(toplevel: str, sim: str, parameters: dict | None = None) -> Path:
+    """A build directory unique to (toplevel, simulator, parameters): build/<sim>/<toplevel>[_<params>]."""
+    tag = "_".join(f"{k}{v}" for k, v in sorted((parameters or {}).items()))
+    return tools.BUILD_DIR / sim / (toplevel + (f"_{tag}" if tag else ""))
+
+
+def run(toplevel: str, modules: list[str], test_module: str, sim: str, parameters: dict | None = None,
+        test_dir: str | os.PathLike | None = None, testcase: str | None = None, extra_env: dict | None = None,
+        waves: bool = False, seed: int | None = None, quiet: bool = False) -> Path:
+    """Build rtl/<modules>.v for `toplevel` with `sim` and run the cocotb `test_module`; raise on failure.
+
+    Returns the results.xml path. `test_dir` must hold `test_module` (it is put on PYTHONPATH).
+    quiet=True sends the build and simulator output to files in the build directory instead of the console.
+    """
+    from cocotb_tools.runner import get_results, get_runner
+
+    tools.require(sim)
+    parameters = dict(parameters or {})
+    bdir = build_dir(toplevel, sim, parameters)
+    bdir.mkdir(parents=True, exist_ok=True)
+    with _locked(bdir):  # tests, notebooks and the demo may share a build directory
+        return _build_and_test(get_runner(sim), get_results, toplevel, modules, test_module, sim, parameters,
+                               bdir, test_dir, testcase, extra_env, waves, seed, quiet)
+
+
+@contextlib.contextmanager
+def _locked(bdir: Path):
+    """An exclusive lock on a build directory (released when the block ends, or the process dies)."""
+    with open(bdir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build_and_test(runner, get_results, toplevel, modules, test_module, sim, parameters, bdir, test_dir,
+                    testcase, extra_env, waves, seed, quiet) -> Path:
+    runner.build(sources=tools.rtl_sources(*modules), hdl_toplevel=toplevel, parameters=parameters,
+                 build_dir=bdir, timescale=TIMESCALE, waves=waves,
+                 log_file=bdir / "build.log" if quiet else None)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(test_dir or ""), str(tools.REPO_ROOT),
+                                                       os.environ.get("PYTHONPATH", "")]))}
+    env.update(extra_env or {})
+    xml = bdir / f"results_{test_module}{'_' + testcase if testcase else ''}.xml"
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir, test_dir=test_dir or bdir,
+                    testcase=testcase, extra_env=env, results_xml=str(xml), waves=waves, timescale=TIMESCALE,
+                    seed=seed, log_file=bdir / f"{test_module}.log" if quiet else None)
+    except SystemExit as e:  # the runner exits on a failed test; turn that into a readable error
+        where = bdir / f"{test_module}.log" if quiet else "the log above"
+        raise AssertionError(f"cocotb {test_module} on {sim} ({toplevel} {parameters}) failed; "
+                             f"see {where} and {xml}") from e
+    ntests, nfailed = get_results(xml)
+    if ntests == 0 or nfailed:
+        raise AssertionError(f"cocotb {test_module} on {sim}: {nfailed} of {ntests} tests failed ({xml})")
+    return xml

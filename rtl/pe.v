@@ -10,14 +10,16 @@
 //
 // The multiply-accumulate is written as one expression into one register so that Yosys
 // (synth_xilinx -family xc7) maps the product, the post-adder and the output register into a single DSP48E1
-// (multiplier A*B, C input = psum_in, PREG = psum_out, CEP = ce); see tests/test_synth.py.
+// (multiplier A*B, C input = psum_in, PREG = psum_out, CEP = ce); see tests/test_synth.py. With USE_DSP = 0
+// the product is built from shifts and adds in the fabric instead, for arrays larger than the DSP budget.
 `default_nettype none
 `timescale 1ns/1ps
 
 module pe #(
     parameter integer A_W   = 8,   // activation width (signed)
     parameter integer W_W   = 8,   // weight width (signed)
-    parameter integer ACC_W = 32   // partial-sum / accumulator width (signed, wraps on overflow)
+    parameter integer ACC_W = 32,  // partial-sum / accumulator width (signed, wraps on overflow)
+    parameter integer USE_DSP = 1  // 1: multiply with `*` (one DSP48E1); 0: shift-and-add in LUTs (no DSP)
 ) (
     input  wire                    clk,
     input  wire                    ce,         // clock enable: the whole array stalls together
@@ -40,6 +42,25 @@ module pe #(
     reg signed [W_W-1:0] w1;  // weight bank 1
 
     wire signed [W_W-1:0] w_use = a_sel_in ? w1 : w0;
+    wire signed [ACC_W-1:0] prod;   // a_in * w_use, sign-extended
+
+    generate
+        if (USE_DSP != 0) begin : g_dsp
+            assign prod = a_in * w_use;
+        end else begin : g_lut
+            // Signed shift-and-add: a * w = sum_{i < W_W-1} w[i] a 2^i - w[W_W-1] a 2^(W_W-1).
+            // Yosys maps only `*` to DSP48E1, so this stays in LUTs and carry chains.
+            reg signed [ACC_W-1:0] sum;
+            integer i;
+            always @* begin
+                sum = {ACC_W{1'b0}};
+                for (i = 0; i < W_W - 1; i = i + 1)
+                    if (w_use[i]) sum = sum + ($signed({{(ACC_W-A_W){a_in[A_W-1]}}, a_in}) <<< i);
+                if (w_use[W_W-1]) sum = sum - ($signed({{(ACC_W-A_W){a_in[A_W-1]}}, a_in}) <<< (W_W - 1));
+            end
+            assign prod = sum;
+        end
+    endgenerate
 
     assign w_out = w_bank ? w1 : w0;
 
@@ -49,7 +70,7 @@ module pe #(
             if (w_shift &&  w_bank) w1 <= w_in;
             a_out     <= a_in;
             a_sel_out <= a_sel_in;
-            psum_out  <= psum_in + a_in * w_use;
+            psum_out  <= psum_in + prod;
         end
     end
 

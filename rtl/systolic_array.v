@@ -20,7 +20,8 @@ module systolic_array #(
     parameter integer COLS  = 8,   // PE columns = output (N) elements per fold
     parameter integer A_W   = 8,   // activation width (signed)
     parameter integer W_W   = 8,   // weight width (signed)
-    parameter integer ACC_W = 32   // partial-sum width (signed, wraps on overflow)
+    parameter integer ACC_W = 32,  // partial-sum width (signed, wraps on overflow)
+    parameter integer LUT_ROWS = 0 // bottom PE rows that multiply in LUTs instead of DSP48E1s (DSP budget)
 ) (
     input  wire                  clk,
     input  wire                  rst,               // synchronous, active high; clears control state only
@@ -145,7 +146,7 @@ module systolic_array #(
 
         for (r = 0; r < ROWS; r = r + 1) begin : g_row
             for (c = 0; c < COLS; c = c + 1) begin : g_col
-                pe #(.A_W(A_W), .W_W(W_W), .ACC_W(ACC_W)) u_pe (
+                pe #(.A_W(A_W), .W_W(W_W), .ACC_W(ACC_W), .USE_DSP(r < ROWS - LUT_ROWS ? 1 : 0)) u_pe (
                     .clk      (clk),
                     .ce       (ce),
                     .w_shift  (w_acc),

@@ -7,7 +7,9 @@ import subprocess
 from . import tools
 
 # Extra parameter sets linted besides each module's defaults.
-EXTRA_PARAMS = {"systolic_array": [{"ROWS": 2, "COLS": 2}, {"ROWS": 16, "COLS": 16}, {"ROWS": 3, "COLS": 5}]}
+EXTRA_PARAMS = {"pe": [{"USE_DSP": 0}],
+                "systolic_array": [{"ROWS": 2, "COLS": 2}, {"ROWS": 16, "COLS": 16}, {"ROWS": 3, "COLS": 5},
+                                   {"ROWS": 4, "COLS": 4, "LUT_ROWS": 2}]}
 
 
 def modules() -> list[str]:

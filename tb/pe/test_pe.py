@@ -90,11 +90,12 @@ if cocotb is not None:
         assert signed(dut.psum_out) == held and signed(dut.a_out) == 3 and signed(dut.w_out) == 100
 
 
+@pytest.mark.parametrize("use_dsp", [1, 0], ids=["dsp", "lut"])
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
-def test_pe(sim):
-    """Build the PE with this simulator and run the cocotb tests above."""
+def test_pe(sim, use_dsp):
+    """Build the PE (DSP or LUT multiplier) with this simulator and run the cocotb tests above."""
     from pytorch_fpga.hw import cocotb_run, tools
 
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
-    cocotb_run.run("pe", ["pe"], "test_pe", sim, test_dir=os.path.dirname(__file__))
+    cocotb_run.run("pe", ["pe"], "test_pe", sim, parameters={"USE_DSP": use_dsp}, test_dir=os.path.dirname(__file__))

@@ -117,12 +117,12 @@ if cocotb is not None:
 
 
 # ---------------------------------------------------------------------------------------------- pytest runner
-SIZES = [(2, 2), (4, 4), (8, 8), (3, 5), (16, 16)]
+SIZES = [(2, 2, 0), (4, 4, 0), (8, 8, 0), (3, 5, 0), (16, 16, 0), (4, 4, 2)]
 
 
-@pytest.mark.parametrize("rows,cols", SIZES, ids=[f"{r}x{c}" for r, c in SIZES])
+@pytest.mark.parametrize("rows,cols,lut_rows", SIZES, ids=[f"{r}x{c}" + (f"-lut{l}" if l else "") for r, c, l in SIZES])
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
-def test_systolic_array(sim, rows, cols):
+def test_systolic_array(sim, rows, cols, lut_rows):
     """Build the array at this size with this simulator and run the cocotb tests above."""
     from pytorch_fpga.hw import cocotb_run, tools
 
@@ -131,4 +131,4 @@ def test_systolic_array(sim, rows, cols):
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
     cocotb_run.run("systolic_array", ["systolic_array", "pe"], "test_systolic_array", sim,
-                   parameters={"ROWS": rows, "COLS": cols}, test_dir=os.path.dirname(__file__))
+                   parameters={"ROWS": rows, "COLS": cols, "LUT_ROWS": lut_rows}, test_dir=os.path.dirname(__file__))

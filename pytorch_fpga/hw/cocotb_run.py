@@ -50,7 +50,7 @@ def _locked(bdir: Path):
 def _build_and_test(runner, get_results, toplevel, modules, test_module, sim, parameters, bdir, test_dir,
                     testcase, extra_env, waves, seed, quiet) -> Path:
     runner.build(sources=tools.rtl_sources(*modules), hdl_toplevel=toplevel, parameters=parameters,
-                 build_dir=bdir, timescale=TIMESCALE, waves=waves,
+                 build_dir=bdir, includes=[tools.RTL_DIR], timescale=TIMESCALE, waves=waves,
                  log_file=bdir / "build.log" if quiet else None)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(test_dir or ""), str(tools.REPO_ROOT),
                                                        os.environ.get("PYTHONPATH", "")]))}

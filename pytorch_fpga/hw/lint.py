@@ -9,7 +9,9 @@ from . import tools
 # Extra parameter sets linted besides each module's defaults.
 EXTRA_PARAMS = {"pe": [{"USE_DSP": 0}],
                 "systolic_array": [{"ROWS": 2, "COLS": 2}, {"ROWS": 16, "COLS": 16}, {"ROWS": 3, "COLS": 5},
-                                   {"ROWS": 4, "COLS": 4, "LUT_ROWS": 2}]}
+                                   {"ROWS": 4, "COLS": 4, "LUT_ROWS": 2}],
+                "conv_accel": [{"ROWS": 8, "COLS": 8, "LUT_ROWS": 0, "X_DEPTH": 256, "W_DEPTH": 512,
+                                "ACC_DEPTH": 64, "N_MAX": 64}]}
 
 
 def modules() -> list[str]:
@@ -20,8 +22,8 @@ def modules() -> list[str]:
 def lint(module: str, params: dict | None = None) -> str:
     """Lint one module with -Wall; return Verilator's warnings ('' when clean)."""
     exe = tools.use_verilator()
-    cmd = [str(exe), "--lint-only", "-Wall", f"-I{tools.RTL_DIR}", "--top-module", module,
-           str(tools.RTL_DIR / f"{module}.v")]
+    cmd = [str(exe), "--lint-only", "-Wall", f"-I{tools.RTL_DIR}", "-y", str(tools.RTL_DIR), "--top-module",
+           module, str(tools.RTL_DIR / f"{module}.v")]
     cmd += [f"-G{k}={v}" for k, v in (params or {}).items()]
     p = subprocess.run(cmd, capture_output=True, text=True, env=tools.verilator_env())
     out = "\n".join(l for l in (p.stdout + p.stderr).splitlines() if not l.startswith("- V") and

@@ -1,0 +1,192 @@
+"""conv_accel's jobs in numpy: configurations, stream packing and unpacking, and the bit-exact golden model.
+
+A job is Y (M x N) = requant(X (M x K) @ W (K x N) + bias) on the accelerator (rtl/conv_accel.v); the stream
+layout is documented in pytorch_fpga/hw/regmap.py. Torch-free: this runs on a stock PYNQ-Z1 image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import quant, systolic
+from .gemm import check_int8, gemm_int8
+from .hw import regmap
+
+
+# rtl/ files that make up conv_accel (its include file conv_accel_regs.vh is found through rtl/)
+RTL_MODULES = ["conv_accel", "conv_accel_regs", "accel_input", "accel_compute", "accel_output", "requant",
+               "sync_fifo", "sdp_ram", "systolic_array", "pe"]
+
+
+@dataclass(frozen=True)
+class AccelConfig:
+    """One build of rtl/conv_accel.v: array shape and buffer sizes (the RTL's parameters)."""
+    name: str
+    rows: int = 16
+    cols: int = 16
+    lut_rows: int = 3
+    x_depth: int = 4096
+    w_depth: int = 8192
+    acc_depth: int = 512
+    n_max: int = 1024
+    clock_mhz: float = 100.0
+
+    def params(self) -> dict:
+        """The Verilog parameters of this configuration."""
+        return {"ROWS": self.rows, "COLS": self.cols, "LUT_ROWS": self.lut_rows, "X_DEPTH": self.x_depth,
+                "W_DEPTH": self.w_depth, "ACC_DEPTH": self.acc_depth, "N_MAX": self.n_max}
+
+
+CONFIGS = {
+    # The PYNQ-Z1 build: 16x16 PEs, the bottom 3 rows multiply in LUTs so the DSP48E1s fit the XC7Z020.
+    "z1": AccelConfig("z1"),
+    # A small build for fast simulation tests.
+    "sim8": AccelConfig("sim8", rows=8, cols=8, lut_rows=0, x_depth=256, w_depth=512, acc_depth=64, n_max=64),
+}
+
+
+def config(name_or_cfg) -> AccelConfig:
+    """An AccelConfig from a name in CONFIGS (or pass one through)."""
+    if isinstance(name_or_cfg, AccelConfig):
+        return name_or_cfg
+    try:
+        return CONFIGS[name_or_cfg]
+    except KeyError:
+        raise ValueError(f"unknown accelerator config {name_or_cfg!r}; choose one of {sorted(CONFIGS)}") from None
+
+
+@dataclass
+class Job:
+    """One accelerator job: dimensions, flags, and its input stream."""
+    M: int
+    K: int
+    N: int
+    m_tile: int
+    relu: bool
+    out_int32: bool
+    cfg: AccelConfig
+    stream: np.ndarray = field(repr=False)     # uint8, a multiple of 8 bytes
+
+    @property
+    def fk(self) -> int:
+        """k-folds: ceil(K / rows)."""
+        return math.ceil(self.K / self.cfg.rows)
+
+    @property
+    def fn(self) -> int:
+        """n-folds: ceil(N / cols)."""
+        return math.ceil(self.N / self.cfg.cols)
+
+    def tiles(self) -> list[int]:
+        """Rows in each X tile."""
+        return [min(self.m_tile, self.M - t) for t in range(0, self.M, self.m_tile)]
+
+    @property
+    def flags(self) -> int:
+        """The FLAGS register value."""
+        return (regmap.FLAG_RELU if self.relu else 0) | (regmap.FLAG_OUT_INT32 if self.out_int32 else 0)
+
+    @property
+    def out_bytes(self) -> int:
+        """Bytes the job streams out."""
+        return self.M * self.fn * self.cfg.cols * (4 if self.out_int32 else 1)
+
+    def registers(self) -> dict:
+        """Register writes (name -> value) that set the job up, before CTRL.START."""
+        return {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
+
+
+def choose_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
+    """Rows per X tile: as many as the accumulator bank and one X bank allow (at most M)."""
+    fk = math.ceil(K / cfg.rows)
+    return max(1, min(M, cfg.acc_depth, cfg.x_depth // fk))
+
+
+def check_job(M: int, K: int, N: int, m_tile: int, cfg: AccelConfig) -> None:
+    """Raise a clear ValueError when a job does not fit this accelerator build."""
+    fk, fn = math.ceil(K / cfg.rows), math.ceil(N / cfg.cols)
+    problems = []
+    if min(M, K, N) < 1:
+        problems.append(f"M, K, N must be >= 1 (got {M}, {K}, {N})")
+    if fk * cfg.rows > cfg.x_depth:
+        problems.append(f"K={K} needs {fk} k-folds, more than one X bank's {cfg.x_depth} rows hold")
+    elif not 1 <= m_tile <= min(cfg.acc_depth, cfg.x_depth // max(fk, 1)):
+        problems.append(f"m_tile={m_tile} must be in [1, {min(cfg.acc_depth, cfg.x_depth // max(fk, 1))}]")
+    if fk * fn * cfg.rows > cfg.w_depth:
+        problems.append(f"W ({K}x{N}) needs {fk * fn * cfg.rows} buffer rows, the build has {cfg.w_depth}: "
+                        "split N into several jobs")
+    if fn * cfg.cols > cfg.n_max:
+        problems.append(f"N={N} is more than the {cfg.n_max} output channels a job can take: split N")
+    if problems:
+        raise ValueError(f"job {M}x{K}x{N} does not fit accelerator '{cfg.name}': " + "; ".join(problems))
+
+
+def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False,
+             cfg="z1", m_tile: int | None = None) -> Job:
+    """Pack Y = requant(X @ W + bias) into conv_accel's input stream (params, X tile 0, W, X tiles 1..)."""
+    cfg = config(cfg)
+    X, W = check_int8("X", X), check_int8("W", W)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"need X (M x K) and W (K x N) with matching K; got {X.shape} and {W.shape}")
+    (M, K), N = X.shape, W.shape[1]
+    R, C = cfg.rows, cfg.cols
+    m_tile = m_tile or choose_m_tile(M, K, cfg)
+    check_job(M, K, N, m_tile, cfg)
+    fk, fn = math.ceil(K / R), math.ceil(N / C)
+    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)
+    if out_int32 and m is None:
+        m, shift = np.zeros(N, np.int64), np.ones(N, np.int64)
+    if m is None or shift is None:
+        raise ValueError("int8 outputs need the requantization m and shift per channel (pf.quant)")
+    m, shift = np.broadcast_to(np.asarray(m, np.int64), (N,)), np.broadcast_to(np.asarray(shift, np.int64), (N,))
+    if m.min() < 0 or m.max() >= 2**31 or shift.min() < 1 or shift.max() > 62:
+        raise ValueError("m must be in [0, 2**31) and shift in [1, 62] (see pf.quant.quantize_multiplier)")
+    if bias.min() < -2**31 or bias.max() >= 2**31:
+        raise ValueError("bias must fit int32")
+
+    Np = fn * C
+    pb = np.zeros(Np, "<i4"); pb[:N] = bias
+    pm = np.zeros(Np, "<u4"); pm[:N] = m
+    ps = np.ones(Np, np.uint8); ps[:N] = shift
+    params = []
+    for j in range(fn):
+        mb = np.empty((C, 2), "<u4")
+        mb[:, 0] = pb[j * C:(j + 1) * C].view("<u4")
+        mb[:, 1] = pm[j * C:(j + 1) * C]
+        params += [mb.view(np.uint8).ravel(), ps[j * C:(j + 1) * C]]
+    Xp = np.zeros((M, fk * R), np.int8); Xp[:, :K] = X
+    tiles = [Xp[t:t + m_tile] for t in range(0, M, m_tile)]
+    x_streams = [np.concatenate([tile[:, f * R:(f + 1) * R] for f in range(fk)]).view(np.uint8).ravel()
+                 for tile in tiles]
+    w_stream = np.concatenate([systolic.pack_weights(W[f * R:(f + 1) * R, j * C:(j + 1) * C], R, C).ravel()
+                               for j in range(fn) for f in range(fk)]).view(np.uint8)
+    stream = np.concatenate(params + [x_streams[0], w_stream] + x_streams[1:])
+    assert stream.size % regmap.BEAT_BYTES == 0
+    return Job(M, K, N, m_tile, bool(relu), bool(out_int32), cfg, stream)
+
+
+def unpack_output(data, job: Job) -> np.ndarray:
+    """Y (M x N) from the job's output stream bytes (int8, or int32 with out_int32)."""
+    dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
+    vals = np.frombuffer(bytes(data), dtype=dt)
+    C = job.cfg.cols
+    if vals.size != job.M * job.fn * C:
+        raise ValueError(f"output has {vals.size} values, the job produces {job.M * job.fn * C}")
+    Y, pos = np.empty((job.M, job.fn * C), dt), 0
+    row0 = 0
+    for rows in job.tiles():
+        for j in range(job.fn):
+            Y[row0:row0 + rows, j * C:(j + 1) * C] = vals[pos:pos + rows * C].reshape(rows, C)
+            pos += rows * C
+        row0 += rows
+    return Y[:, :job.N].astype(np.int32 if job.out_int32 else np.int8)
+
+
+def golden(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False) -> np.ndarray:
+    """What the accelerator must output: acc = wrap32(X @ W + bias); int32 acc, or pf.quant.requantize(acc)."""
+    acc = gemm_int8(X, W, bias)
+    if out_int32:
+        return acc
+    return quant.requantize(acc, np.asarray(m, np.int64), np.asarray(shift, np.int64), relu=relu, axis=-1)

@@ -1,0 +1,199 @@
+// accel_output.v - conv_accel's output side: requantizes finished accumulator banks and streams them out.
+//
+// For each X tile and n-fold (the order compute finishes them), it loads the n-fold's COLS channel
+// parameters, waits for the accumulator bank, then reads it row by row; two requant.v lanes turn two
+// int32 sums a cycle into int8 (or pass sum + bias through as int32), packed little-endian into 64-bit
+// beats in an output FIFO that absorbs m_axis backpressure. tlast marks the job's last beat; `done`
+// pulses when it leaves.
+`default_nettype none
+`timescale 1ns/1ps
+
+module accel_output #(
+    parameter integer COLS      = 16,                 // array columns: channels per n-fold
+    parameter integer ACC_DEPTH = 512,                // accumulator rows per bank
+    parameter integer N_MAX     = 1024,               // parameter entries
+    parameter integer AA_W      = $clog2(ACC_DEPTH),  // accumulator address bits (derived)
+    parameter integer PA_W      = $clog2(N_MAX)       // parameter address bits (derived)
+) (
+    input  wire                 clk,
+    input  wire                 rst,
+    input  wire                 start,
+    input  wire [31:0]          cfg_m,
+    input  wire [31:0]          cfg_m_tile,
+    input  wire [15:0]          cfg_fn,
+    input  wire                 cfg_relu,
+    input  wire                 cfg_out32,
+    input  wire                 params_ready,         // the input side has written every parameter
+
+    output wire                 pm_re,                // parameter memories' read ports
+    output wire [PA_W-1:0]      pm_raddr,
+    input  wire [63:0]          pm_rdata,             // {m, bias}
+    output wire                 ps_re,
+    output wire [PA_W-4:0]      ps_raddr,
+    input  wire [63:0]          ps_rdata,             // 8 shifts
+
+    input  wire [1:0]           acc_full,
+    output reg  [1:0]           acc_release,
+    output wire                 acc_rd_en,
+    output wire                 acc_rd_bank,
+    output wire [AA_W-1:0]      acc_rd_addr,
+    input  wire [COLS*32-1:0]   acc_rd_data,
+
+    output wire [63:0]          m_axis_tdata,
+    output wire [7:0]           m_axis_tkeep,
+    output wire                 m_axis_tvalid,
+    input  wire                 m_axis_tready,
+    output wire                 m_axis_tlast,
+
+    output wire                 busy,                 // the job's output is not complete
+    output wire                 done,                 // the job's last beat left this cycle
+    output wire                 stall_out             // data waiting on m_axis backpressure
+);
+
+    localparam integer GROUPS = COLS / 2;             // two lanes: groups of two channels per row
+    localparam integer G_M1 = GROUPS - 1, C_M1 = COLS - 1, S_M1 = COLS / 8 - 1;
+    localparam [15:0] G_LAST = G_M1[15:0], C_LAST = C_M1[15:0], S_LAST = S_M1[15:0];
+    localparam [2:0] ST_IDLE = 3'd0, ST_PARAM = 3'd1, ST_WAIT = 3'd2, ST_ROWS = 3'd3, ST_DRAIN = 3'd4;
+
+    reg [2:0]       st;
+    reg             active;
+    reg [31:0]      rows_left, m_tile, tile_rows;
+    reg [15:0]      fn, j;
+    reg             bank, relu, out32;
+    reg [15:0]      pc;                               // parameter load counter
+    reg             p_pend, s_pend;                   // parameter read data arrives this cycle
+    reg [15:0]      p_idx;                            // channel whose {m, bias} arrives this cycle
+    reg [15:0]      s_idx;                            // shift word arriving this cycle
+    reg [PA_W-1:0]  pm_base;                          // first channel of n-fold j
+    reg [30:0]      m_r    [0:COLS-1];
+    reg [31:0]      bias_r [0:COLS-1];
+    reg [5:0]       sh_r   [0:COLS-1];
+    reg [AA_W-1:0]  row;                              // accumulator row being sent
+    reg [15:0]      g;                                // group within the row
+    reg             row_ok;                           // acc_rd_data holds `row`
+
+    // ---------------------------------------------------------------- output FIFO and credit
+    wire [4:0]  of_count;
+    wire        of_empty;
+    wire [64:0] of_dout;
+    reg         of_push;
+    reg [64:0]  of_din;
+    wire        credit = of_count <= 5'd8;            // room for everything the lanes may still deliver
+
+    wire last_group = g == G_LAST;
+    wire last_row   = {{(32-AA_W){1'b0}}, row} == tile_rows - 1;
+    wire last_nfold = j == fn - 1;
+    wire last_tile  = rows_left <= m_tile;
+    wire issue      = st == ST_ROWS && row_ok && credit;
+    wire job_last   = issue && last_group && last_row && last_nfold && last_tile;
+
+    assign pm_re    = st == ST_PARAM && params_ready && pc <= C_LAST;
+    assign pm_raddr = pm_base + pc[PA_W-1:0];
+    assign ps_re    = st == ST_PARAM && params_ready && pc <= S_LAST;
+    assign ps_raddr = pm_base[PA_W-1:3] + pc[PA_W-4:0];
+    assign acc_rd_bank = bank;
+    assign acc_rd_en   = (st == ST_WAIT && acc_full[bank]) || (issue && last_group && !last_row);
+    assign acc_rd_addr = (st == ST_WAIT) ? {AA_W{1'b0}} : row + 1'b1;
+
+    integer i;
+    always @(posedge clk) begin
+        acc_release <= 2'b00;
+        p_pend <= pm_re; p_idx <= pc;
+        s_pend <= ps_re; s_idx <= pc;
+        if (p_pend) begin m_r[p_idx[$clog2(COLS)-1:0]] <= pm_rdata[62:32];
+                          bias_r[p_idx[$clog2(COLS)-1:0]] <= pm_rdata[31:0]; end
+        if (s_pend) for (i = 0; i < 8; i = i + 1) sh_r[s_idx * 8 + i] <= ps_rdata[i*8 +: 6];
+        if (rst || start) begin
+            st <= rst ? ST_IDLE : ST_PARAM; active <= !rst;
+            rows_left <= cfg_m; m_tile <= cfg_m_tile;
+            tile_rows <= (cfg_m < cfg_m_tile) ? cfg_m : cfg_m_tile;
+            fn <= cfg_fn; j <= 0; bank <= 1'b0; relu <= cfg_relu; out32 <= cfg_out32;
+            pc <= 0; pm_base <= 0; row <= 0; g <= 0; row_ok <= 1'b0;
+        end else begin
+            case (st)
+                ST_PARAM: if (params_ready) begin           // COLS reads, the last lands next cycle
+                    pc <= pc + 1'b1;
+                    if (pc == C_LAST + 16'd1) st <= ST_WAIT;
+                end
+                ST_WAIT: if (acc_full[bank]) begin
+                    st <= ST_ROWS; row <= 0; g <= 0; row_ok <= 1'b1;
+                end
+                ST_ROWS: if (issue) begin
+                    g <= last_group ? 16'd0 : g + 1'b1;
+                    if (last_group) begin
+                        row <= row + 1'b1;
+                        if (last_row) begin                     // the bank is read: hand it back
+                            acc_release[bank] <= 1'b1;
+                            bank <= !bank;
+                            row_ok <= 1'b0;
+                            pc <= 0;
+                            if (!last_nfold) begin
+                                j <= j + 1'b1; pm_base <= pm_base + COLS[PA_W-1:0]; st <= ST_PARAM;
+                            end else if (!last_tile) begin
+                                j <= 0; pm_base <= 0; st <= ST_PARAM;
+                                rows_left <= rows_left - tile_rows;
+                                tile_rows <= (rows_left - tile_rows < m_tile) ? rows_left - tile_rows : m_tile;
+                            end else begin
+                                st <= ST_DRAIN;
+                            end
+                        end
+                    end
+                end
+                ST_DRAIN: if (done) begin st <= ST_IDLE; active <= 1'b0; end
+                default: ;
+            endcase
+        end
+    end
+
+    // ---------------------------------------------------------------- two requant lanes
+    wire [31:0] a0 = acc_rd_data[(g*2)*32 +: 32];
+    wire [31:0] a1 = acc_rd_data[(g*2+1)*32 +: 32];
+    wire [15:0] c0 = g * 2, c1 = g * 2 + 1;
+    wire        v0, v1, l0, l1;
+    wire signed [7:0]  q0, q1;
+    wire signed [31:0] s0, s1;
+
+    requant u_rq0 (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(job_last),
+                   .acc(a0), .bias(bias_r[c0[$clog2(COLS)-1:0]]), .m(m_r[c0[$clog2(COLS)-1:0]]),
+                   .shift(sh_r[c0[$clog2(COLS)-1:0]]), .relu(relu),
+                   .out_valid(v0), .out_last(l0), .q(q0), .sum_out(s0));
+    requant u_rq1 (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(1'b0),
+                   .acc(a1), .bias(bias_r[c1[$clog2(COLS)-1:0]]), .m(m_r[c1[$clog2(COLS)-1:0]]),
+                   .shift(sh_r[c1[$clog2(COLS)-1:0]]), .relu(relu),
+                   .out_valid(v1), .out_last(l1), .q(q1), .sum_out(s1));
+
+    // ---------------------------------------------------------------- pack into 64-bit beats
+    reg [47:0] pack;                                   // up to three pairs of bytes waiting
+    reg [1:0]  npair;
+    always @(posedge clk) begin
+        of_push <= 1'b0;
+        if (rst || start) begin
+            npair <= 2'd0;
+        end else if (v0) begin
+            if (out32) begin
+                of_push <= 1'b1; of_din <= {l0, s1, s0};
+            end else if (npair == 2'd3) begin
+                of_push <= 1'b1; of_din <= {l0, q1, q0, pack}; npair <= 2'd0;
+            end else begin
+                pack <= {q1, q0, pack[47:16]}; npair <= npair + 1'b1;
+            end
+        end
+    end
+
+    sync_fifo #(.WIDTH(65), .DEPTH(16)) u_of (
+        .clk(clk), .rst(rst || start), .push(of_push), .din(of_din),
+        .pop(m_axis_tready), .dout(of_dout), .empty(of_empty), .count(of_count));
+
+    assign m_axis_tdata  = of_dout[63:0];
+    assign m_axis_tlast  = of_dout[64];
+    assign m_axis_tvalid = !of_empty;
+    assign m_axis_tkeep  = 8'hFF;
+    assign done          = m_axis_tvalid && m_axis_tready && m_axis_tlast;
+    assign busy          = active;
+    assign stall_out     = m_axis_tvalid && !m_axis_tready;
+
+    wire unused = &{1'b0, v1, l1, pm_rdata[63], ps_rdata, p_idx, c0, c1};
+
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,151 @@
+// conv_accel.v - the int8 GEMM/convolution accelerator the PYNQ-Z1 overlay carries.
+//
+// A job computes Y (M x N) = requant(X (M x K) @ W (K x N) + bias) on a ROWS x COLS weight-stationary
+// systolic array (convolutions arrive lowered to GEMM by the host runtime). Behind a Xilinx AXI DMA in
+// simple mode: the job's data arrives on s_axis, results leave on m_axis (tlast on the job's last beat),
+// and an AXI4-Lite slave holds control, job dimensions and performance counters. Register map and stream
+// format: pytorch_fpga/hw/regmap.py (generates conv_accel_regs.vh).
+//
+//   s_axis -> accel_input -> X buffer (2 banks: tile t+1 streams in while tile t computes)
+//                         -> W buffer (all of W, loaded once, used by every tile)
+//                         -> parameters (bias, multiplier, shift per output channel)
+//   accel_compute: W and X feeders -> systolic_array -> accumulators (2 banks, on-chip across k-folds)
+//   accel_output: requant (pf.quant's rule, bit for bit) + ReLU -> int8 (or int32) beats -> m_axis
+`default_nettype none
+`timescale 1ns/1ps
+`include "conv_accel_regs.vh"
+
+module conv_accel #(
+    parameter integer ROWS      = 16,     // array rows (power of two, multiple of 8)
+    parameter integer COLS      = 16,     // array columns (power of two, multiple of 8)
+    parameter integer LUT_ROWS  = 3,      // array rows multiplying in LUTs (keeps DSP48E1s within 220)
+    parameter integer X_DEPTH   = 4096,   // X buffer rows (ROWS bytes each) per bank
+    parameter integer W_DEPTH   = 8192,   // W buffer rows (COLS bytes each)
+    parameter integer ACC_DEPTH = 512,    // accumulator rows per bank: max rows per X tile
+    parameter integer N_MAX     = 1024    // max output channels per job
+) (
+    input  wire                   clk,
+    input  wire                   rst,               // synchronous, active high
+
+    input  wire [`PFA_ADDR_W-1:0] s_axil_awaddr,
+    input  wire                   s_axil_awvalid,
+    output wire                   s_axil_awready,
+    input  wire [31:0]            s_axil_wdata,
+    input  wire [3:0]             s_axil_wstrb,
+    input  wire                   s_axil_wvalid,
+    output wire                   s_axil_wready,
+    output wire [1:0]             s_axil_bresp,
+    output wire                   s_axil_bvalid,
+    input  wire                   s_axil_bready,
+    input  wire [`PFA_ADDR_W-1:0] s_axil_araddr,
+    input  wire                   s_axil_arvalid,
+    output wire                   s_axil_arready,
+    output wire [31:0]            s_axil_rdata,
+    output wire [1:0]             s_axil_rresp,
+    output wire                   s_axil_rvalid,
+    input  wire                   s_axil_rready,
+
+    input  wire [63:0]            s_axis_tdata,
+    input  wire                   s_axis_tvalid,
+    output wire                   s_axis_tready,
+    input  wire                   s_axis_tlast,
+
+    output wire [63:0]            m_axis_tdata,
+    output wire [7:0]             m_axis_tkeep,
+    output wire                   m_axis_tvalid,
+    input  wire                   m_axis_tready,
+    output wire                   m_axis_tlast
+);
+
+    localparam integer XA_W = $clog2(X_DEPTH);
+    localparam integer WA_W = $clog2(W_DEPTH);
+    localparam integer AA_W = $clog2(ACC_DEPTH);
+    localparam integer PA_W = $clog2(N_MAX);
+    localparam integer LR = $clog2(ROWS);
+    localparam integer LC = $clog2(COLS);
+
+    wire        start, soft_reset, busy, done, error, mac_cycle, stall_in, stall_out;
+    wire [31:0] reg_m, reg_k, reg_n, reg_m_tile;
+    wire [1:0]  reg_flags;
+    wire        drst = rst || soft_reset;           // datapath reset (registers keep their values)
+
+    /* verilator lint_off UNUSEDSIGNAL */
+    wire [31:0] k_up = reg_k + ROWS - 1;
+    wire [31:0] n_up = reg_n + COLS - 1;
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [15:0] fk = k_up[LR +: 16];                // ceil(K / ROWS)
+    wire [15:0] fn = n_up[LC +: 16];                // ceil(N / COLS)
+
+    conv_accel_regs #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
+                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_regs (
+        .clk(clk), .rst(rst),
+        .s_axil_awaddr(s_axil_awaddr), .s_axil_awvalid(s_axil_awvalid), .s_axil_awready(s_axil_awready),
+        .s_axil_wdata(s_axil_wdata), .s_axil_wstrb(s_axil_wstrb), .s_axil_wvalid(s_axil_wvalid),
+        .s_axil_wready(s_axil_wready), .s_axil_bresp(s_axil_bresp), .s_axil_bvalid(s_axil_bvalid),
+        .s_axil_bready(s_axil_bready), .s_axil_araddr(s_axil_araddr), .s_axil_arvalid(s_axil_arvalid),
+        .s_axil_arready(s_axil_arready), .s_axil_rdata(s_axil_rdata), .s_axil_rresp(s_axil_rresp),
+        .s_axil_rvalid(s_axil_rvalid), .s_axil_rready(s_axil_rready),
+        .start(start), .soft_reset(soft_reset), .reg_m(reg_m), .reg_k(reg_k), .reg_n(reg_n),
+        .reg_m_tile(reg_m_tile), .reg_flags(reg_flags), .busy(busy), .done(done), .error(error),
+        .mac_cycle(mac_cycle), .stall_in(stall_in), .stall_out(stall_out));
+
+    // ---------------------------------------------------------------- buffers
+    wire              x_we, x_re, w_we, w_re, pm_we, ps_we, pm_re, ps_re;
+    wire [XA_W:0]     x_waddr, x_raddr;
+    wire [ROWS*8-1:0] x_wdata, x_rdata;
+    wire [WA_W-1:0]   w_waddr, w_raddr;
+    wire [COLS*8-1:0] w_wdata, w_rdata;
+    wire [PA_W-1:0]   pm_waddr, pm_raddr;
+    wire [PA_W-4:0]   ps_waddr, ps_raddr;
+    wire [63:0]       p_wdata, pm_rdata, ps_rdata;
+    wire [1:0]        x_full, x_release, acc_full, acc_release;
+    wire [WA_W:0]     w_rows;
+    wire              params_ready;
+
+    sdp_ram #(.WIDTH(ROWS*8), .DEPTH(2*X_DEPTH)) u_xbuf (
+        .clk(clk), .we(x_we), .waddr(x_waddr), .wdata(x_wdata), .re(x_re), .raddr(x_raddr), .rdata(x_rdata));
+    sdp_ram #(.WIDTH(COLS*8), .DEPTH(W_DEPTH)) u_wbuf (
+        .clk(clk), .we(w_we), .waddr(w_waddr), .wdata(w_wdata), .re(w_re), .raddr(w_raddr), .rdata(w_rdata));
+    sdp_ram #(.WIDTH(64), .DEPTH(N_MAX)) u_pm (
+        .clk(clk), .we(pm_we), .waddr(pm_waddr), .wdata(p_wdata), .re(pm_re), .raddr(pm_raddr),
+        .rdata(pm_rdata));
+    sdp_ram #(.WIDTH(64), .DEPTH(N_MAX / 8)) u_ps (
+        .clk(clk), .we(ps_we), .waddr(ps_waddr), .wdata(p_wdata), .re(ps_re), .raddr(ps_raddr),
+        .rdata(ps_rdata));
+
+    // ---------------------------------------------------------------- input, compute, output
+    accel_input #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH), .N_MAX(N_MAX)) u_in (
+        .clk(clk), .rst(drst), .start(start), .flush(soft_reset), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile),
+        .cfg_fk(fk), .cfg_fn(fn), .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid),
+        .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
+        .pm_we(pm_we), .pm_addr(pm_waddr), .ps_we(ps_we), .ps_addr(ps_waddr), .p_data(p_wdata),
+        .x_we(x_we), .x_addr(x_waddr), .x_data(x_wdata), .x_full(x_full), .x_release(x_release),
+        .w_we(w_we), .w_addr(w_waddr), .w_data(w_wdata), .w_rows(w_rows), .params_ready(params_ready),
+        .error(error));
+
+    wire              acc_rd_en, acc_rd_bank;
+    wire [AA_W-1:0]   acc_rd_addr;
+    wire [COLS*32-1:0] acc_rd_data;
+
+    accel_compute #(.ROWS(ROWS), .COLS(COLS), .LUT_ROWS(LUT_ROWS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
+                    .ACC_DEPTH(ACC_DEPTH)) u_comp (
+        .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fk(fk),
+        .cfg_fn(fn), .x_re(x_re), .x_raddr(x_raddr), .x_rdata(x_rdata), .x_full(x_full),
+        .x_release(x_release), .w_re(w_re), .w_raddr(w_raddr), .w_rdata(w_rdata), .w_rows(w_rows),
+        .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en), .acc_rd_bank(acc_rd_bank),
+        .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(mac_cycle), .stall_in(stall_in));
+
+    accel_output #(.COLS(COLS), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_out (
+        .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fn(fn),
+        .cfg_relu(reg_flags[`PFA_FLAG_RELU]), .cfg_out32(reg_flags[`PFA_FLAG_OUT_INT32]),
+        .params_ready(params_ready),
+        .pm_re(pm_re), .pm_raddr(pm_raddr), .pm_rdata(pm_rdata), .ps_re(ps_re), .ps_raddr(ps_raddr),
+        .ps_rdata(ps_rdata), .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en),
+        .acc_rd_bank(acc_rd_bank), .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data),
+        .m_axis_tdata(m_axis_tdata), .m_axis_tkeep(m_axis_tkeep), .m_axis_tvalid(m_axis_tvalid),
+        .m_axis_tready(m_axis_tready), .m_axis_tlast(m_axis_tlast),
+        .busy(busy), .done(done), .stall_out(stall_out));
+
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,159 @@
+// conv_accel_regs.v - AXI4-Lite slave with conv_accel's control, status, job and performance registers.
+// The register map is generated from pytorch_fpga/hw/regmap.py into conv_accel_regs.vh.
+`default_nettype none
+`timescale 1ns/1ps
+`include "conv_accel_regs.vh"
+
+module conv_accel_regs #(
+    parameter integer ROWS      = 16,    // systolic array rows (reported in CONFIG)
+    parameter integer COLS      = 16,    // systolic array columns (reported in CONFIG)
+    parameter integer X_DEPTH   = 4096,  // X buffer rows per bank (reported)
+    parameter integer W_DEPTH   = 8192,  // W buffer rows (reported)
+    parameter integer ACC_DEPTH = 512,   // accumulator rows per bank (reported, bounds M_TILE)
+    parameter integer N_MAX     = 1024   // parameter memory entries (reported, bounds N)
+) (
+    input  wire                   clk,
+    input  wire                   rst,
+
+    input  wire [`PFA_ADDR_W-1:0] s_axil_awaddr,
+    input  wire                   s_axil_awvalid,
+    output wire                   s_axil_awready,
+    input  wire [31:0]            s_axil_wdata,
+    input  wire [3:0]             s_axil_wstrb,
+    input  wire                   s_axil_wvalid,
+    output wire                   s_axil_wready,
+    output wire [1:0]             s_axil_bresp,
+    output reg                    s_axil_bvalid,
+    input  wire                   s_axil_bready,
+    input  wire [`PFA_ADDR_W-1:0] s_axil_araddr,
+    input  wire                   s_axil_arvalid,
+    output wire                   s_axil_arready,
+    output reg  [31:0]            s_axil_rdata,
+    output wire [1:0]             s_axil_rresp,
+    output reg                    s_axil_rvalid,
+    input  wire                   s_axil_rready,
+
+    output reg                    start,       // one-cycle pulse: a valid START while idle
+    output reg                    soft_reset,  // one-cycle pulse: CTRL bit 1
+    output reg  [31:0]            reg_m,
+    output reg  [31:0]            reg_k,
+    output reg  [31:0]            reg_n,
+    output reg  [31:0]            reg_m_tile,
+    output reg  [1:0]             reg_flags,
+    input  wire                   busy,        // a job is running
+    input  wire                   done,        // one-cycle pulse: the job's last output beat left
+    input  wire                   error,       // the job's input stream or dimensions were wrong
+    input  wire                   mac_cycle,   // the array accepted an activation vector this cycle
+    input  wire                   stall_in,    // the array waited for streamed-in data this cycle
+    input  wire                   stall_out    // m_axis held data with tready low this cycle
+);
+
+    localparam [7:0] ROWS_B = ROWS[7:0];
+    localparam [7:0] COLS_B = COLS[7:0];
+
+    reg        done_flag;
+    reg        bad_dims;
+    reg [31:0] cnt_cycles, cnt_mac, cnt_stall_in, cnt_stall_out, cnt_jobs;
+
+    // ---------------------------------------------------------------- writes: take AW and W together
+    wire wr = s_axil_awvalid && s_axil_wvalid && !s_axil_bvalid;
+    assign s_axil_awready = wr;
+    assign s_axil_wready  = wr;
+    assign s_axil_bresp   = 2'b00;
+
+    wire dims_ok = reg_m != 0 && reg_k != 0 && reg_n != 0 && reg_m_tile != 0 &&
+                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX;
+
+    always @(posedge clk) begin
+        start      <= 1'b0;
+        soft_reset <= 1'b0;
+        if (rst) begin
+            s_axil_bvalid <= 1'b0;
+            reg_m <= 0; reg_k <= 0; reg_n <= 0; reg_m_tile <= 0; reg_flags <= 0;
+            bad_dims <= 1'b0;
+        end else begin
+            if (s_axil_bvalid && s_axil_bready) s_axil_bvalid <= 1'b0;
+            if (wr) begin
+                s_axil_bvalid <= 1'b1;
+                case (s_axil_awaddr & ~`PFA_ADDR_W'h3)
+                    `PFA_REG_CTRL: begin
+                        if (s_axil_wdata[1]) begin
+                            soft_reset <= 1'b1;
+                            bad_dims   <= 1'b0;
+                        end
+                        else if (s_axil_wdata[0] && !busy) begin
+                            start    <= dims_ok;
+                            bad_dims <= !dims_ok;
+                        end
+                    end
+                    `PFA_REG_M:      reg_m      <= s_axil_wdata;
+                    `PFA_REG_K:      reg_k      <= s_axil_wdata;
+                    `PFA_REG_N:      reg_n      <= s_axil_wdata;
+                    `PFA_REG_M_TILE: reg_m_tile <= s_axil_wdata;
+                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[1:0];
+                    default: ;
+                endcase
+            end
+        end
+    end
+
+    // ---------------------------------------------------------------- status and performance counters
+    always @(posedge clk) begin
+        if (rst) begin
+            done_flag <= 1'b0;
+            cnt_cycles <= 0; cnt_mac <= 0; cnt_stall_in <= 0; cnt_stall_out <= 0; cnt_jobs <= 0;
+        end else if (start) begin
+            done_flag <= 1'b0;
+            cnt_cycles <= 0; cnt_mac <= 0; cnt_stall_in <= 0; cnt_stall_out <= 0;
+        end else begin
+            if (busy) cnt_cycles <= cnt_cycles + 1;
+            if (mac_cycle) cnt_mac <= cnt_mac + 1;
+            if (stall_in) cnt_stall_in <= cnt_stall_in + 1;
+            if (stall_out) cnt_stall_out <= cnt_stall_out + 1;
+            if (done) begin
+                done_flag <= 1'b1;
+                cnt_jobs <= cnt_jobs + 1;
+            end
+        end
+    end
+
+    // ---------------------------------------------------------------- reads: one cycle after AR
+    assign s_axil_arready = !s_axil_rvalid;
+    assign s_axil_rresp   = 2'b00;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            s_axil_rvalid <= 1'b0;
+        end else begin
+            if (s_axil_rvalid && s_axil_rready) s_axil_rvalid <= 1'b0;
+            if (s_axil_arvalid && s_axil_arready) begin
+                s_axil_rvalid <= 1'b1;
+                case (s_axil_araddr & ~`PFA_ADDR_W'h3)
+                    `PFA_REG_STATUS:     s_axil_rdata <= {29'd0, error || bad_dims, done_flag, !busy};
+                    `PFA_REG_M:          s_axil_rdata <= reg_m;
+                    `PFA_REG_K:          s_axil_rdata <= reg_k;
+                    `PFA_REG_N:          s_axil_rdata <= reg_n;
+                    `PFA_REG_M_TILE:     s_axil_rdata <= reg_m_tile;
+                    `PFA_REG_FLAGS:      s_axil_rdata <= {30'd0, reg_flags};
+                    `PFA_REG_ID:         s_axil_rdata <= `PFA_MAGIC;
+                    `PFA_REG_CONFIG:     s_axil_rdata <= {16'd0, COLS_B, ROWS_B};
+                    `PFA_REG_X_DEPTH:    s_axil_rdata <= X_DEPTH;
+                    `PFA_REG_W_DEPTH:    s_axil_rdata <= W_DEPTH;
+                    `PFA_REG_ACC_DEPTH:  s_axil_rdata <= ACC_DEPTH;
+                    `PFA_REG_N_MAX:      s_axil_rdata <= N_MAX;
+                    `PFA_REG_CYCLES:     s_axil_rdata <= cnt_cycles;
+                    `PFA_REG_MAC_CYCLES: s_axil_rdata <= cnt_mac;
+                    `PFA_REG_STALL_IN:   s_axil_rdata <= cnt_stall_in;
+                    `PFA_REG_STALL_OUT:  s_axil_rdata <= cnt_stall_out;
+                    `PFA_REG_JOBS:       s_axil_rdata <= cnt_jobs;
+                    default:             s_axil_rdata <= 32'd0;
+                endcase
+            end
+        end
+    end
+
+    wire unused = &{1'b0, s_axil_wstrb};
+
+endmodule
+
+`default_nettype wire

@@ -41,7 +41,7 @@ demo: setup
 
 test: setup lint
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tests tb
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest -n $(JOBS) --nbval-lax notebooks; fi
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(PY) -m pytest -n $(JOBS) --nbval-lax --dist loadscope notebooks; fi
 
 # --- helpers
 lint: $(STAMP)
@@ -54,7 +54,7 @@ tb: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tb
 
 notebooks: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --nbval-lax notebooks
+	$(PY) -m pytest -n $(JOBS) --nbval-lax --dist loadscope notebooks
 
 clean:
 	rm -rf build sim_build* .pytest_cache .hypothesis

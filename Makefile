@@ -53,6 +53,9 @@ unit: $(STAMP)
 tb: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tb
 
+synth: $(STAMP)
+	$(PY) -m pytorch_fpga synth --config z1 --json build/synth_z1.json
+
 notebooks: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --nbval-lax --dist loadscope notebooks
 

@@ -11,9 +11,9 @@ __version__ = "0.1.0"
 
 # Topic modules, imported lazily: pf.conv, pf.quant, ...
 _SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "scalesim_ref", "datasets", "nn",
-               "exercises", "hw", "cli")
+               "accel", "compiler", "backends", "runtime", "exercises", "hw", "cli")
 # Shortcuts: pf.<name> -> pf.<module>.<name>
-_SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm"}
+_SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime"}
 
 __all__ = list(_SUBMODULES) + list(_SHORTCUTS)
 

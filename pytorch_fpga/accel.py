@@ -68,6 +68,7 @@ class Job:
     out_int32: bool
     cfg: AccelConfig
     stream: np.ndarray = field(repr=False)     # uint8, a multiple of 8 bytes
+    operands: dict = field(default_factory=dict, repr=False)   # X, W, bias, m, shift (for the numpy model)
 
     @property
     def fk(self) -> int:
@@ -164,7 +165,8 @@ def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32:
                                for j in range(fn) for f in range(fk)]).view(np.uint8)
     stream = np.concatenate(params + [x_streams[0], w_stream] + x_streams[1:])
     assert stream.size % regmap.BEAT_BYTES == 0
-    return Job(M, K, N, m_tile, bool(relu), bool(out_int32), cfg, stream)
+    return Job(M, K, N, m_tile, bool(relu), bool(out_int32), cfg, stream,
+               dict(X=X, W=W, bias=bias, m=np.asarray(m), shift=np.asarray(shift)))
 
 
 def unpack_output(data, job: Job) -> np.ndarray:
@@ -184,9 +186,78 @@ def unpack_output(data, job: Job) -> np.ndarray:
     return Y[:, :job.N].astype(np.int32 if job.out_int32 else np.int8)
 
 
+def job_golden(job: Job) -> np.ndarray:
+    """The golden output of a packed job."""
+    return golden(**job.operands, relu=job.relu, out_int32=job.out_int32)
+
+
 def golden(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False) -> np.ndarray:
     """What the accelerator must output: acc = wrap32(X @ W + bias); int32 acc, or pf.quant.requantize(acc)."""
     acc = gemm_int8(X, W, bias)
     if out_int32:
         return acc
     return quant.requantize(acc, np.asarray(m, np.int64), np.asarray(shift, np.int64), relu=relu, axis=-1)
+
+
+# --- cycle model ------------------------------------------------------------------------------------------
+# Fixed latencies of rtl/conv_accel.v's pipeline stages (cycles), used by cycle_model().
+_LAT_BUF = 3        # a streamed row is written, counted and readable by a feeder
+_LAT_FEED = 2       # feeder read + FIFO before the array sees the row
+_LAT_ACC = 2        # result row -> accumulator read-modify-write -> bank marked full
+_LAT_OUT = 8        # bank read, requant pipeline, packing and output FIFO to the last beat
+
+
+def cycle_model(job: Job) -> dict:
+    """Predicted cycles of a job from START to its last output beat, with the streams never stalling.
+
+    A fold-level model of rtl/conv_accel.v: the input stream delivers one 8-byte beat a cycle in the order
+    params, X tile 0, W, X tiles 1..; X tile t+2 waits for tile t's bank; each fold's weights load as their
+    rows arrive, through the array's two weight banks (pf.systolic's bank rule); an n-fold's results go to
+    one of two accumulator banks, which the output side drains at two channels a cycle.
+    """
+    cfg = job.cfg
+    R, C = cfg.rows, cfg.cols
+    LAT, D = systolic.latency(R, C), systolic.drain(R, C)
+    xbpr, wbpr = R // 8, C // 8                      # beats per X row and per W row
+    tiles, fk, fn = job.tiles(), job.fk, job.fn
+    params_beats = fn * (C + C // 8)
+    t = params_beats                                 # beat clock of the input stream
+    x_ready, x_start = [], []                         # tile t: all rows written / first beat
+    x_beats = [fk * rows * xbpr for rows in tiles]
+    w_beats = fn * fk * R * wbpr
+    release_x = {}                                   # tile -> cycle the compute side freed its bank
+    # input stream order: X0, W, X1, X2, ...; tile t >= 2 also waits for bank release (filled in below)
+    x_start.append(t); t += x_beats[0]; x_ready.append(t + _LAT_BUF)
+    w_start = t; t += w_beats
+    w_row_ready = lambda i: w_start + (i + 1) * wbpr + _LAT_BUF   # noqa: E731 - row i of the W stream
+    stream_end = t
+    # fold-level schedule
+    load, stream, ms = [], [], []
+    acc_release = []                                 # per n-fold (global): cycle its bank is free again
+    y_done, out_free = [], 0
+    mac = 0
+    for ti, rows in enumerate(tiles):
+        if ti >= 1:
+            start = max(stream_end, release_x.get(ti - 2, 0))
+            x_start.append(start); stream_end = start + x_beats[ti]; x_ready.append(stream_end + _LAT_BUF)
+        for j in range(fn):
+            g = len(y_done)
+            for f in range(fk):
+                i = len(load)
+                widx = (j * fk + f) * R
+                l = 0 if i == 0 else load[-1] + R
+                l = max(l, w_row_ready(widx + R - 1) - R + 1) if ti == 0 else l   # rows arrive in time
+                if i >= 2:
+                    l = max(l, stream[i - 2] + ms[i - 2] + D)
+                s = max(l + R, stream[-1] + ms[-1] if i else 0, x_ready[ti] + _LAT_FEED)
+                if f == 0 and g >= 2:                # accumulator bank of n-fold g-2 must be free
+                    s = max(s, acc_release[g - 2] - LAT)
+                load.append(l); stream.append(s); ms.append(rows); mac += rows
+            done = stream[-1] + rows + LAT + _LAT_ACC
+            y_done.append(done)
+            begin = max(done, out_free + C + 2)      # parameters load while the bank fills
+            out_free = begin + 1 + rows * (C // 2)
+            acc_release.append(out_free)
+        release_x[ti] = stream[-1] + rows            # the tile's last activation row has been read
+    cycles = out_free + (_LAT_OUT if not job.out_int32 else _LAT_OUT - 3)
+    return {"cycles": int(cycles), "mac_cycles": int(mac * 1), "compute_cycles": int(stream[-1] + ms[-1] - stream[0])}

@@ -10,6 +10,19 @@ def _lint(args) -> int:
     return 0 if lint.lint_all() else 1
 
 
+def _synth(args) -> int:
+    import json
+    from .hw import synth
+    rep = synth.accel_report(args.config, args.json)
+    r, u = rep["resources"], rep["utilization"]
+    print(f"conv_accel '{args.config}' on xc7z020 (Yosys estimate): " + ", ".join(
+        f"{k} {r[k]:g} ({u[k]:.0%})" for k in ("LUT", "FF", "DSP48E1", "RAMB36")))
+    print("fits (DSP <= 220, LUT <= 70%, RAMB36 <= 140):", rep["fits"])
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0 if rep["fits"] else 1
+
+
 def _demo(args) -> int:
     from . import demo
     return demo.main(args)
@@ -28,6 +41,10 @@ def main(argv=None) -> int:
     d.add_argument("--sim", default="verilator", choices=["verilator", "icarus"], help="simulator")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(fn=_demo)
+    s = sub.add_parser("synth", help="Yosys resource estimate of conv_accel for the XC7Z020")
+    s.add_argument("--config", default="z1")
+    s.add_argument("--json", default=None, help="write the report to this JSON file")
+    s.set_defaults(fn=_synth)
     l = sub.add_parser("lint", help="verilator --lint-only -Wall on every module in rtl/")
     l.set_defaults(fn=_lint)
     args = p.parse_args(argv)

@@ -271,3 +271,15 @@ def im2col_bytes(in_shape, kernel_size, stride=1, padding=0, dilation=1, elem_by
     N, C, H, Wd, O, kh, kw, _, _, _, Ho, Wo = _geometry(in_shape, (1, C, *kernel_size), stride, padding,
                                                        dilation, 1)
     return (1 if N is None else N) * Ho * Wo * C * kh * kw * elem_bytes
+
+
+def lower(X, W_shape, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """Host-side lowering for an accelerator: (cols (N*Ho*Wo, C*kh*kw), (N or None, Ho, Wo)).
+
+    Applies padding_mode on the host, then im2col with zero padding; column block g belongs to group g.
+    """
+    X = np.asarray(X)
+    X, padding = _prepad(X, tuple(W_shape), stride, padding, dilation, groups, padding_mode)
+    N, C, H, Wd, O, kh, kw, pads, stride, dilation, Ho, Wo = _geometry(
+        X.shape, tuple(W_shape), stride, padding, dilation, groups)
+    return im2col(X, (kh, kw), stride, padding, dilation), (N, Ho, Wo)

@@ -116,7 +116,7 @@ module accel_input #(
     wire x_tile_end = x_fold_end && cf == fk - 1;
     wire w_fold_end = w_row_end && cm == ROWS - 1;
     wire w_end      = w_fold_end && cf == fk - 1 && cj == fn - 1;
-    wire last_beat  = (x_tile_end && !more_tiles && w_done) || (w_end && !more_tiles);
+    wire last_beat  = (x_tile_end && !more_tiles && w_done) || (w_end && rows_left == 0);
     wire [31:0] left_after = rows_left - tile_rows;
 
     always @(posedge clk) begin
@@ -190,7 +190,7 @@ module accel_input #(
                             end
                             if (w_end) begin
                                 w_done <= 1'b1;
-                                phase <= more_tiles ? PH_X : PH_IDLE;
+                                phase <= (rows_left != 0) ? PH_X : PH_IDLE;  // X tiles 1.. follow W
                             end
                         end
                     end

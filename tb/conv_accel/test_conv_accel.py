@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     cocotb = None
 
 SEED = int(os.environ.get("TB_SEED", "1"))
+QUICK = os.environ.get("TB_QUICK") == "1"   # Icarus runs ~200x slower than Verilator here: smaller jobs
 
 
 def rand_job(rng, M, K, N, cfg, relu=False, out_int32=False, extreme=0.1, m_tile=None):
@@ -37,20 +38,26 @@ def shapes(cfg):
     """(M, K, N): odd sizes, K = 1, several tiles, the largest K and N the buffers allow."""
     R, C = cfg.rows, cfg.cols
     kmax = cfg.x_depth // 2                     # leaves room for a 2-row tile
+    two = cfg.x_depth // (4 * R)                # rows of a tile that fills an X bank when K = 4 * ROWS
+    if QUICK:
+        return [(1, 1, 1), (5, 3, C + 3), (cfg.acc_depth + 3, 2, 3), (9, 3 * R - 2, 2 * C + 1)]
     return [(1, 1, 1), (5, 3, C + 3), (2 * cfg.acc_depth + 7, R + 1, C - 1), (9, 3 * R - 2, 2 * C + 1),
+            (two + 1, 4 * R, C), (2 * two - 3, 4 * R - 1, 3),
             (cfg.acc_depth, 2 * R, C), (3, kmax, min(cfg.n_max, C * (cfg.w_depth // kmax)))]
 
 
 if cocotb is not None:
 
-    async def check(drv, X, W, args, job, pauses=False):
+    async def check(drv, X, W, args, job, pauses=False, timing=True):
         out, status, cnt = await drv.run(job)
         assert status & regmap.STATUS_DONE and not status & regmap.STATUS_ERROR, f"STATUS={status:#x}"
         Y = accel.unpack_output(out, job)
         np.testing.assert_array_equal(Y, accel.golden(X, W, **args), err_msg=f"{job.M}x{job.K}x{job.N}")
         assert cnt["MAC_CYCLES"] == job.M * job.fk * job.fn, cnt
-        if not pauses:
+        if timing and not pauses:  # streams at full rate: the counters follow the library's cycle model
             assert cnt["STALL_OUT"] == 0, cnt
+            model = accel.cycle_model(job)["cycles"]
+            assert abs(cnt["CYCLES"] - model) <= 0.01 * model + 8, (cnt, model)
         return cnt
 
     @cocotb.test()
@@ -85,10 +92,10 @@ if cocotb is not None:
         pr = random.Random(SEED)
         drv.src.set_pause_generator(iter(lambda: pr.random() < 0.3, None))
         drv.sink.set_pause_generator(iter(lambda: pr.random() < 0.5, None))
-        for M, K, N in shapes(drv.cfg)[1:4]:
+        for M, K, N in shapes(drv.cfg)[1:4 if not QUICK else 2]:
             cnt = await check(drv, *rand_job(rng, M, K, N, drv.cfg, relu=True), pauses=True)
         assert cnt["STALL_OUT"] > 0 and cnt["STALL_IN"] > 0, cnt
-        assert await drv.read("JOBS") == 3
+        assert await drv.read("JOBS") == (3 if not QUICK else 1)
 
     @cocotb.test()
     async def reset_mid_job(dut):
@@ -109,7 +116,9 @@ if cocotb is not None:
             else:
                 await drv.reset()
             assert await drv.read("STATUS") & regmap.STATUS_IDLE
-            await check(drv, *rand_job(rng, 11, drv.cfg.rows + 3, drv.cfg.cols + 1, drv.cfg, relu=True))
+            # (the aborted packet's remaining beats are swallowed first, so this job's CYCLES run longer)
+            await check(drv, *rand_job(rng, 11, drv.cfg.rows + 3, drv.cfg.cols + 1, drv.cfg, relu=True),
+                        timing=False)
 
     @cocotb.test()
     async def errors_are_reported(dut):
@@ -142,4 +151,5 @@ def test_conv_accel(sim, cfg):
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
     cocotb_run.run("conv_accel", accel.RTL_MODULES, "test_conv_accel", sim,
-                   parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__))
+                   parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__),
+                   extra_env={"TB_QUICK": "1" if sim == "icarus" else "0"})

@@ -1,0 +1,92 @@
+"""Compile quantized conv2d and linear layers into conv_accel jobs, and reassemble their outputs (numpy only).
+
+A convolution is lowered on the host (padding modes, im2col) to one GEMM per group; small groups are packed
+side by side with a block-diagonal weight matrix so depthwise layers fill the array's columns; output channels
+are split into several jobs when W does not fit the weight buffer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import accel, conv
+from .gemm import check_int8
+
+
+@dataclass
+class GemmPart:
+    """One accelerator job of a layer and where its output columns go."""
+    job: accel.Job
+    out_cols: np.ndarray        # the layer's output channels, in the job's column order
+
+
+def _params(bias, m, shift, N):
+    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)
+    m = np.broadcast_to(np.asarray(0 if m is None else m, np.int64), (N,))
+    shift = np.broadcast_to(np.asarray(1 if shift is None else shift, np.int64), (N,))
+    return bias, m, shift
+
+
+def n_chunk(K: int, cfg: accel.AccelConfig) -> int:
+    """Most output channels one job can take for reduction length K (a multiple of the array's columns)."""
+    fk = math.ceil(K / cfg.rows)
+    folds = max(1, cfg.w_depth // (fk * cfg.rows))
+    return max(cfg.cols, min(cfg.n_max, folds * cfg.cols) // cfg.cols * cfg.cols)
+
+
+def gemm_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, cfg="z1") -> list[GemmPart]:
+    """Jobs for Y = requant(X @ W + bias), splitting N when W does not fit one job."""
+    cfg = accel.config(cfg)
+    X, W = check_int8("X", X), check_int8("W", W)
+    K, N = W.shape
+    bias, m, shift = _params(bias, m, shift, N)
+    if not out_int32 and not m.any():
+        raise ValueError("int8 outputs need requantization multipliers m (see pf.quant.quantize_layer)")
+    step = n_chunk(K, cfg)
+    return [GemmPart(accel.pack_job(X, W[:, n0:n0 + step], bias[n0:n0 + step], m[n0:n0 + step],
+                                    shift[n0:n0 + step], relu, out_int32, cfg), np.arange(n0, min(N, n0 + step)))
+            for n0 in range(0, N, step)]
+
+
+def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, stride=1, padding=0,
+                 dilation=1, groups=1, padding_mode="zeros", cfg="z1"):
+    """Jobs for a quantized conv2d (int8 X (N,C,H,W) or (C,H,W), int8 W (O, C/g, kh, kw)); returns
+    (parts, (N or None, O, Ho, Wo))."""
+    cfg = accel.config(cfg)
+    X, W = check_int8("X", X), check_int8("W", W)
+    if W.ndim != 4:
+        raise ValueError(f"conv2d weights must be (O, C/groups, kh, kw), got shape {W.shape}")
+    O, Cg, kh, kw = W.shape
+    cols, (Nb, Ho, Wo) = conv.lower(X, W.shape, stride, padding, dilation, groups, padding_mode)
+    G, Og, Kg = groups, O // groups, Cg * kh * kw
+    bias, m, shift = _params(bias, m, shift, O)
+    Wg = W.reshape(G, Og, Kg)
+    pack = max(1, cfg.cols // Og) if G > 1 and Og < cfg.cols else 1     # groups side by side in one job
+    parts = []
+    for g0 in range(0, G, pack):
+        gs = range(g0, min(G, g0 + pack))
+        Xj = cols[:, g0 * Kg:(gs[-1] + 1) * Kg]                        # the packed groups' columns
+        Wj = np.zeros((len(gs) * Kg, len(gs) * Og), np.int8)           # block-diagonal weights
+        for i, g in enumerate(gs):
+            Wj[i * Kg:(i + 1) * Kg, i * Og:(i + 1) * Og] = Wg[g].T
+        chans = np.arange(g0 * Og, (gs[-1] + 1) * Og)
+        for p in gemm_parts(Xj, Wj, bias[chans], m[chans], shift[chans], relu, out_int32, cfg):
+            parts.append(GemmPart(p.job, chans[p.out_cols]))
+    return parts, (Nb, O, Ho, Wo)
+
+
+def assemble(parts, outputs, M: int, N: int, dtype) -> np.ndarray:
+    """Scatter the jobs' (M x n) outputs into the layer's (M x N) matrix."""
+    Y = np.zeros((M, N), dtype)
+    for p, out in zip(parts, outputs):
+        Y[:, p.out_cols] = out
+    return Y
+
+
+def to_nchw(Y, shape) -> np.ndarray:
+    """(N*Ho*Wo x O) GEMM output back to (N, O, Ho, Wo), or (O, Ho, Wo) when the input was unbatched."""
+    Nb, O, Ho, Wo = shape
+    out = Y.reshape(Nb or 1, Ho, Wo, O).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out if Nb is not None else out[0])

@@ -53,6 +53,9 @@ unit: $(STAMP)
 tb: setup
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup tb
 
+bench: setup
+	$(PY) -m pytorch_fpga bench --json build/bench.json
+
 synth: $(STAMP)
 	$(PY) -m pytorch_fpga synth --config z1 --json build/synth_z1.json
 

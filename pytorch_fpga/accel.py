@@ -28,7 +28,7 @@ class AccelConfig:
     cols: int = 16
     lut_rows: int = 3
     x_depth: int = 4096
-    w_depth: int = 8192
+    w_depth: int = 16384
     acc_depth: int = 512
     n_max: int = 1024
     clock_mhz: float = 100.0

@@ -20,7 +20,7 @@ module conv_accel #(
     parameter integer COLS      = 16,     // array columns (power of two, multiple of 8)
     parameter integer LUT_ROWS  = 3,      // array rows multiplying in LUTs (keeps DSP48E1s within 220)
     parameter integer X_DEPTH   = 4096,   // X buffer rows (ROWS bytes each) per bank
-    parameter integer W_DEPTH   = 8192,   // W buffer rows (COLS bytes each)
+    parameter integer W_DEPTH   = 16384,  // W buffer rows (COLS bytes each)
     parameter integer ACC_DEPTH = 512,    // accumulator rows per bank: max rows per X tile
     parameter integer N_MAX     = 1024    // max output channels per job
 ) (

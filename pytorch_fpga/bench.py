@@ -1,0 +1,97 @@
+"""`python -m pytorch_fpga bench`: a fixed layer set on the simulated accelerator, written as JSON."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import numpy as np
+
+from . import accel, backends, conv, runtime
+
+# (name, C, H, W, O, kernel, stride, padding, groups): LeNet-5's convolutions and ResNet-18-style layers
+LAYERS = [
+    ("lenet_conv1", 1, 32, 32, 6, 5, 1, 0, 1),
+    ("lenet_conv2", 6, 14, 14, 16, 5, 1, 0, 1),
+    ("resnet_3x3_28x28x64", 64, 28, 28, 64, 3, 1, 1, 1),
+    ("resnet_3x3_14x14x128", 128, 14, 14, 128, 3, 1, 1, 1),
+    ("resnet_3x3_7x7x256", 256, 7, 7, 256, 3, 1, 1, 1),
+    ("resnet_1x1_14x14x256_128", 256, 14, 14, 128, 1, 1, 0, 1),
+    ("mobilenet_dw3x3_14x14x256", 256, 14, 14, 256, 3, 1, 1, 256),
+]
+
+
+def layer_operands(layer, seed=0):
+    """Random int8 input and weights and per-channel requantization for a bench layer."""
+    from . import quant
+    name, C, H, W, O, k, s, p, g = layer
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-128, 128, (1, C, H, W)).astype(np.int8)
+    Wt = rng.integers(-127, 128, (O, C // g, k, k)).astype(np.int8)
+    bias = rng.integers(-2**12, 2**12, O)
+    m, shift = quant.quantize_multiplier(np.full(O, 1.0 / (64 * 128 * np.sqrt(C // g * k * k))))
+    return X, Wt, dict(bias=bias, m=m, shift=shift, relu=True, stride=s, padding=p, groups=g)
+
+
+def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, progress: bool = True) -> dict:
+    """Run every layer on `backend` and on the numpy model; return the benchmark record."""
+    cfg = accel.config(config)
+    hw = runtime.Accelerator(backend, cfg)
+    ref = runtime.Accelerator("model", cfg)
+    rows = []
+    it = layers
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(layers, desc=f"bench on {hw.backend.name} ({cfg.name})", unit="layer")
+    for layer in it:
+        X, Wt, args = layer_operands(layer)
+        t0 = time.perf_counter()
+        Y, rep = hw.conv2d(X, Wt, **args)
+        wall = time.perf_counter() - t0
+        Ym, rep_m = ref.conv2d(X, Wt, **args)
+        cyc, model = rep.cycles, rep_m.cycles
+        rows.append({
+            "layer": layer[0], "shape": dict(zip(("C", "H", "W", "O", "kernel", "stride", "padding", "groups"),
+                                                layer[1:])),
+            "macs": rep.macs, "jobs": len(rep.jobs), "rtl_cycles": cyc, "model_cycles": model,
+            "model_error": (cyc - model) / model, "pe_utilization": rep.utilization,
+            "bytes_in": rep.bytes_in, "bytes_out": rep.bytes_out,
+            "gops_at_clock": 2 * rep.macs / (cyc / (cfg.clock_mhz * 1e6)) / 1e9,
+            "bit_exact_vs_model": bool(np.array_equal(Y, Ym)),
+            "sim_wall_s": wall, "sim_cycles_per_s": cyc / wall if wall else None,
+        })
+    record = {"config": cfg.name, "params": cfg.params(), "clock_mhz": cfg.clock_mhz, "stream_bytes_per_cycle": 8,
+              "backend": hw.backend.name, "python": platform.python_version(), "layers": rows}
+    if synth:
+        from .hw import synth as syn
+        rep = syn.accel_report(cfg)
+        record["resources"] = {k: rep[k] for k in ("resources", "utilization", "fits", "tool")}
+    return record
+
+
+def table(record: dict) -> str:
+    """The benchmark as a text table."""
+    head = f"{'layer':28s} {'MACs':>11s} {'RTL cyc':>9s} {'model':>9s} {'err':>6s} {'util':>6s} {'GOPS':>6s} " \
+           f"{'in KB':>7s} {'out KB':>7s} {'kcyc/s':>7s}"
+    lines = [head]
+    for r in record["layers"]:
+        lines.append(f"{r['layer']:28s} {r['macs']:11,d} {r['rtl_cycles']:9,d} {r['model_cycles']:9,d} "
+                     f"{r['model_error']:+6.1%} {r['pe_utilization']:6.1%} {r['gops_at_clock']:6.2f} "
+                     f"{r['bytes_in'] / 1024:7.1f} {r['bytes_out'] / 1024:7.1f} "
+                     f"{(r['sim_cycles_per_s'] or 0) / 1e3:7.0f}")
+    if "resources" in record:
+        res, u = record["resources"]["resources"], record["resources"]["utilization"]
+        lines.append(f"{record['config']} on xc7z020 (Yosys): " + ", ".join(
+            f"{k} {res[k]:g} ({u[k]:.0%})" for k in ("LUT", "FF", "DSP48E1", "RAMB36")))
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    """CLI entry: run, print the table, write JSON."""
+    rec = run(args.backend, args.config, synth=not args.no_synth)
+    print(table(rec))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rec, fh, indent=1)
+        print(f"wrote {args.json}")
+    return 0 if all(r["bit_exact_vs_model"] for r in rec["layers"]) else 1

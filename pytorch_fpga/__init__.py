@@ -10,7 +10,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Topic modules, imported lazily: pf.conv, pf.quant, ...
-_SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "scalesim_ref", "datasets", "nn",
+_SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "viz_array", "scalesim_ref", "datasets", "nn",
                "accel", "compiler", "backends", "runtime", "exercises", "hw", "cli")
 # Shortcuts: pf.<name> -> pf.<module>.<name>
 _SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime"}

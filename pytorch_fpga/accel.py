@@ -111,13 +111,15 @@ def check_job(M: int, K: int, N: int, m_tile: int, cfg: AccelConfig) -> None:
     problems = []
     if min(M, K, N) < 1:
         problems.append(f"M, K, N must be >= 1 (got {M}, {K}, {N})")
-    if fk * cfg.rows > cfg.x_depth:
-        problems.append(f"K={K} needs {fk} k-folds, more than one X bank's {cfg.x_depth} rows hold")
-    elif not 1 <= m_tile <= min(cfg.acc_depth, cfg.x_depth // max(fk, 1)):
-        problems.append(f"m_tile={m_tile} must be in [1, {min(cfg.acc_depth, cfg.x_depth // max(fk, 1))}]")
-    if fk * fn * cfg.rows > cfg.w_depth:
-        problems.append(f"W ({K}x{N}) needs {fk * fn * cfg.rows} buffer rows, the build has {cfg.w_depth}: "
-                        "split N into several jobs")
+    if fk > cfg.x_depth or fk * cfg.rows > cfg.w_depth:
+        kmax = min(cfg.x_depth, cfg.w_depth // cfg.rows) * cfg.rows
+        problems.append(f"K={K} is longer than this build takes (K <= {kmax}): split the reduction on the host")
+    else:
+        if not 1 <= m_tile <= min(cfg.acc_depth, cfg.x_depth // fk):
+            problems.append(f"m_tile={m_tile} must be in [1, {min(cfg.acc_depth, cfg.x_depth // fk)}]")
+        if fk * fn * cfg.rows > cfg.w_depth:
+            problems.append(f"W ({K}x{N}) needs {fk * fn * cfg.rows} buffer rows, the build has {cfg.w_depth}: "
+                            "split N into several jobs (pf.compiler does)")
     if fn * cfg.cols > cfg.n_max:
         problems.append(f"N={N} is more than the {cfg.n_max} output channels a job can take: split N")
     if problems:

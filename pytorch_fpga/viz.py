@@ -374,9 +374,6 @@ def conv_explorer(H: int = 7, W: int = 7, kernel=3, stride: int = 1, padding: in
 
 
 # =========================================================================================================
-# 2. Systolic-array animator (reserved for a later section)
+# 2. Systolic-array animator and 3. dataflow charts live in pytorch_fpga/viz_array.py; pf.viz offers them too.
 # =========================================================================================================
-
-# =========================================================================================================
-# 3. Dataflow charts (reserved for a later section)
-# =========================================================================================================
+from .viz_array import *  # noqa: E402,F401,F403

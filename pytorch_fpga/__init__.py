@@ -13,7 +13,8 @@ __version__ = "0.1.0"
 _SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "viz_array", "scalesim_ref", "datasets", "nn",
                "accel", "compiler", "backends", "runtime", "exercises", "hw", "cli")
 # Shortcuts: pf.<name> -> pf.<module>.<name>
-_SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime"}
+_SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime", "offload": "nn",
+              "profile": "nn"}
 
 __all__ = list(_SUBMODULES) + list(_SHORTCUTS)
 

@@ -1,5 +1,8 @@
-"""pytorch_fpga.nn: the PyTorch models of the course (e.g. `pytorch_fpga.nn.digits_cnn`).
+"""pytorch_fpga.nn: PyTorch on the accelerator (FPGAConv2d, FPGALinear, offload, profile) and the course models.
 
 This subpackage is the only part of the library that imports torch; everything else needs numpy alone,
-so the board-side runtime never pulls torch in. Import its modules explicitly when you want them.
+so the board-side runtime never pulls torch in.
 """
+from .modules import FPGAConv2d, FPGALinear, Int8Activation, Int8Through, fuse_bn  # noqa: F401
+from .offload import choose_backend, fpga_layers, offload  # noqa: F401
+from .profile import Profile, profile  # noqa: F401

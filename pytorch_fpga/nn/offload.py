@@ -1,0 +1,191 @@
+"""pf.offload: a copy of an eval-mode PyTorch model with its Conv2d and Linear layers on the accelerator."""
+from __future__ import annotations
+
+import copy
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import backends, quant, runtime
+from .modules import FPGAConv2d, FPGALinear, Int8Through
+
+# Modules that work on int8 (torch qint8) tensors unchanged, so int8 can flow through them between layers.
+INT8_SAFE = (nn.MaxPool2d, nn.Flatten, nn.ReLU, nn.Identity, nn.Dropout)
+UNSUPPORTED = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_announced = set()
+
+
+def choose_backend(backend: str = "auto") -> str:
+    """'auto' -> 'pynq' on a board, else 'verilator' when it can build here, else 'model'; says which, once."""
+    if backend != "auto":
+        return backend
+    from ..hw import tools
+    name, why = "model", "numpy golden model (no simulator found)"
+    if _board_present():
+        name, why = "pynq", "PYNQ board"
+    elif tools.available("verilator") and _have_cxx():
+        name, why = "verilator", "the Verilated RTL"
+    if name not in _announced:
+        print(f"pytorch_fpga: backend 'auto' picked '{name}' ({why})", file=sys.stderr)
+        _announced.add(name)
+    return name
+
+
+def _have_cxx() -> bool:
+    import shutil
+    return shutil.which("g++") is not None or shutil.which("c++") is not None
+
+
+def _board_present() -> bool:
+    try:
+        import pynq
+        return bool(pynq.Device.devices)
+    except Exception:   # no pynq, or pynq without a device ("No Devices Found")
+        return False
+
+
+class _Site:
+    """A Conv2d/Linear to replace: where it lives and what is fused into it."""
+
+    def __init__(self, name, parent, key, module, bn=None, bn_key=None, relu_key=None):
+        self.name, self.parent, self.key, self.module = name, parent, key, module
+        self.bn, self.bn_key, self.relu_key = bn, bn_key, relu_key
+        self.prev = None           # the site whose int8 output reaches this one through INT8_SAFE modules
+        self.next = None
+        self.between = []          # keys of those modules (they get wrapped to run on int8)
+
+    @property
+    def last(self):
+        """The module whose output is this site's (fused) output."""
+        if self.relu_key is not None:
+            return self.parent._modules[self.relu_key]
+        return self.bn if self.bn is not None else self.module
+
+
+def _find_sites(module: nn.Module, prefix: str = "") -> list[_Site]:
+    sites = []
+    children = list(module.named_children())
+    i = 0
+    while i < len(children):
+        key, m = children[i]
+        name = f"{prefix}{key}"
+        if isinstance(m, UNSUPPORTED):
+            raise NotImplementedError(f"layer '{name}' is a {type(m).__name__}: pf.offload runs nn.Conv2d and "
+                                      "nn.Linear on the accelerator (2-D convolutions only)")
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            site = _Site(name, module, key, m)
+            if isinstance(module, nn.Sequential):          # fuse a following BatchNorm2d and ReLU
+                j = i + 1
+                if isinstance(m, nn.Conv2d) and j < len(children) and isinstance(children[j][1], nn.BatchNorm2d):
+                    site.bn, site.bn_key, j = children[j][1], children[j][0], j + 1
+                if j < len(children) and type(children[j][1]) is nn.ReLU:
+                    site.relu_key, j = children[j][0], j + 1
+                i = j - 1
+            sites.append(site)
+        elif len(list(m.children())):
+            sites += _find_sites(m, name + ".")
+        i += 1
+    return sites
+
+
+def _link(sites: list[_Site]) -> None:
+    """Mark pairs of sites in one Sequential joined only by INT8_SAFE modules: int8 flows between them."""
+    for a, b in zip(sites, sites[1:]):
+        if a.parent is not b.parent or not isinstance(a.parent, nn.Sequential):
+            continue
+        keys = list(a.parent._modules)
+        start = keys.index(a.relu_key or a.bn_key or a.key) + 1
+        between = [a.parent._modules[k] for k in keys[start:keys.index(b.key)]]
+        if all(isinstance(m, INT8_SAFE) for m in between):
+            a.next, b.prev = b, a
+            a.between = [k for k in keys[start:keys.index(b.key)]]
+
+
+def _calibrate(model, sites, data, method: str, batch_size: int):
+    """Per site: activation scales of its input and (fused) output from the float model on `data`."""
+    amax_in, amax_out, samples = {}, {}, {}
+    hooks = []
+
+    def rec(d, key, t, keep):
+        t = t.detach().abs().float()
+        d[key] = max(d.get(key, 0.0), float(t.max())) if t.numel() else d.get(key, 0.0)
+        if keep:
+            samples.setdefault(key, []).append(t.flatten().numpy())
+
+    pct = method == "percentile"
+    for s in sites:
+        hooks.append(s.module.register_forward_hook(lambda m, i, o, s=s: rec(amax_in, s.name, i[0], pct)))
+        last = s.last if s.last is not None else s.module
+        hooks.append(last.register_forward_hook(lambda m, i, o, s=s: rec(amax_out, s.name, o, pct)))
+    with torch.no_grad():
+        for i in range(0, len(data), batch_size):
+            model(data[i:i + batch_size])
+    for h in hooks:
+        h.remove()
+    scale = {}
+    for s in sites:
+        if pct:
+            s_in = quant.calibrate_percentile(np.concatenate(samples[s.name]))
+        else:
+            s_in = quant.scale_from_amax(amax_in.get(s.name, 0.0))
+        scale[s.name] = [s_in, quant.scale_from_amax(amax_out.get(s.name, 0.0))]
+    for s in sites:                                     # int8 passes through: input scale = producer's
+        if s.prev is not None:
+            scale[s.name][0] = scale[s.prev.name][1]
+    return scale
+
+
+def offload(model: nn.Module, calibration_data, backend: str = "auto", config="z1", calibration: str = "minmax",
+            batch_size: int = 256, accelerator: runtime.Accelerator | None = None) -> nn.Module:
+    """A copy of `model` with every nn.Conv2d (+BatchNorm2d, +ReLU) and nn.Linear (+ReLU) on the accelerator.
+
+    Scales come from running the float model on `calibration_data`; int8 flows directly between offloaded
+    layers joined only by pooling/flatten/ReLU in a Sequential; other ops run on the CPU in float.
+    backend: 'auto' (board, else Verilator, else model), 'pynq', 'verilator' or 'model'.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"pf.offload takes a torch.nn.Module, got {type(model).__name__}")
+    data = torch.as_tensor(calibration_data)
+    if not data.is_floating_point():
+        raise TypeError(f"calibration_data must be float (what the model sees), got {data.dtype}")
+    if len(data) == 0:
+        raise ValueError("calibration_data is empty: pass a few representative inputs (e.g. 100 images)")
+    model = copy.deepcopy(model)
+    if model.training:
+        warnings.warn("pf.offload: the model was in training mode; the offloaded copy is switched to eval()",
+                      stacklevel=2)
+    model.eval()
+    sites = _find_sites(model)
+    if not sites:
+        raise ValueError("the model has no nn.Conv2d or nn.Linear layer to offload")
+    _link(sites)
+    scales = _calibrate(model, sites, data, calibration, batch_size)
+    acc = accelerator or runtime.Accelerator(choose_backend(backend), config)
+    for s in sites:
+        s_in, s_out = scales[s.name]
+        if s.next is not None:
+            out = "int8"
+        elif isinstance(s.module, nn.Linear) and s.relu_key is None:
+            out = "acc"                                 # e.g. the logits: int32 accumulators, no requant
+        else:
+            out = "float"
+        if isinstance(s.module, nn.Conv2d):
+            new = FPGAConv2d.from_float(s.module, s_in, s_out, s.bn, s.relu_key is not None, acc, out, s.name)
+        else:
+            new = FPGALinear.from_float(s.module, s_in, s_out, s.relu_key is not None, acc, out, s.name)
+        setattr(s.parent, s.key, new)
+        for k in (s.bn_key, s.relu_key):
+            if k is not None:
+                setattr(s.parent, k, nn.Identity())
+        for k in s.between:
+            setattr(s.parent, k, Int8Through(s.parent._modules[k]))
+    model.fpga_accelerator = acc
+    return model
+
+
+def fpga_layers(model: nn.Module) -> list:
+    """The offloaded layers of a model, in order."""
+    return [m for m in model.modules() if isinstance(m, (FPGAConv2d, FPGALinear))]

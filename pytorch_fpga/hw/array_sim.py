@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cocotb_run
-from ..gemm import check_int8
+import time
+
+from .. import systolic
+from ..gemm import check_int8, gemm_int8
 
 
 def gemm(X, W, rows: int = 8, cols: int = 8, sim: str = "verilator", quiet: bool = True):
@@ -21,3 +24,39 @@ def gemm(X, W, rows: int = 8, cols: int = 8, sim: str = "verilator", quiet: bool
                        extra_env={"PF_JOB": str(job), "PF_RESULT": str(result)})
         out = np.load(result)
         return out["Y"], int(out["cycles"])
+
+
+def main(args) -> int:
+    """`python -m pytorch_fpga array-demo`: a random GEMM on the array; 0 when RTL == numpy and the cycle formula."""
+    from . import tools
+
+    rng = np.random.default_rng(args.seed)
+    M, K, N, R, C = args.M, args.K, args.N, args.rows, args.cols
+    X = rng.integers(-128, 128, (M, K)).astype(np.int8)
+    W = rng.integers(-128, 128, (K, N)).astype(np.int8)
+    X[0, :], W[:, 0] = -128, -128                      # include the extremes
+    print(f"pytorch_fpga array demo: Y = X @ W, X {M}x{K} int8, W {K}x{N} int8 -> int32, "
+          f"on a {R}x{C} weight-stationary systolic array ({args.sim})")
+    try:
+        tools.require(args.sim)
+    except tools.ToolNotFoundError as e:
+        print(f"error: {e}")
+        return 2
+    t0 = time.perf_counter()
+    print("building and simulating the RTL (first run compiles it, ~20-40 s)...", flush=True)
+    Y, cycles = gemm(X, W, R, C, sim=args.sim)
+    wall = time.perf_counter() - t0
+    ref = gemm_int8(X, W)
+    ok = np.array_equal(Y, ref)
+    expect = systolic.ws_cycles(M, K, N, R, C)
+    folds = len(systolic.fold_plan(K, N, R, C))
+    print(f"result check vs numpy (pf.gemm_int8): {'PASS' if ok else 'FAIL'} "
+          f"({np.count_nonzero(Y == ref)}/{Y.size} int32 outputs equal)")
+    print(f"Y[0, :4] = {Y[0, :4].tolist()}  (numpy: {ref[0, :4].tolist()})")
+    print(f"cycles: RTL {cycles}, formula pf.systolic.ws_cycles {expect} "
+          f"({'exact' if cycles == expect else 'MISMATCH'}); {folds} folds of {M} vectors")
+    macs = M * K * N
+    print(f"PE utilization: {macs} MACs / ({R * C} PEs x {cycles} cycles) = {macs / (R * C * cycles):.1%}; "
+          f"at 100 MHz: {cycles / 100:.2f} us")
+    print(f"wall time: {wall:.1f} s (build + simulation)")
+    return 0 if ok and cycles == expect else 1

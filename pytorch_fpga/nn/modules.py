@@ -25,7 +25,8 @@ class Int8Activation:
         return self.q.shape
 
     def float(self) -> torch.Tensor:
-        return self.q.float() * self.scale
+        """q * scale as float32, rounded once from float64 (what an output='float' layer returns)."""
+        return (self.q.double() * self.scale).float()
 
     def __repr__(self):
         return f"Int8Activation(shape={tuple(self.q.shape)}, scale={self.scale:.4g})"
@@ -140,6 +141,7 @@ class FPGAConv2d(_FPGALayer):
             _, _, _, _, O, _, _, _, _, _, Ho, Wo = conv._geometry((1, *X.shape[1:]), self.q.w_int8.shape,
                                                                    self.conv_args["stride"], self.conv_args["padding"],
                                                                    self.conv_args["dilation"], self.conv_args["groups"])
+            self.last_report = self.acc._report(0)                 # no job ran: 0 MACs, 0 cycles
             return self._result(np.zeros((0, O, Ho, Wo), np.int32 if self.output == "acc" else np.int8))
         if self.output == "acc":
             Y, self.last_report = self.acc.conv2d(X, self.q.w_int8, self.q.bias_int32, out_int32=True,
@@ -167,9 +169,10 @@ class FPGALinear(_FPGALayer):
         X2 = X.reshape(-1, K)
         if X2.shape[0] == 0:
             Y = np.zeros((0, self.q.w_int8.shape[0]), np.int32 if self.output == "acc" else np.int8)
+            self.last_report = self.acc._report(0)                 # no job ran: 0 MACs, 0 cycles
         elif self.output == "acc":
             Y, self.last_report = self.acc.gemm(X2, self.q.w_int8.T, self.q.bias_int32, out_int32=True)
         else:
             Y, self.last_report = self.acc.gemm(X2, self.q.w_int8.T, self.q.bias_int32, self.q.m, self.q.shift,
                                                 self.q.relu)
-        return self._result(Y.reshape(*lead, -1))
+        return self._result(Y.reshape(*lead, Y.shape[-1]))     # not -1: ambiguous for an empty batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import sys
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -82,7 +83,8 @@ def _find_sites(module: nn.Module, prefix: str = "") -> list[_Site]:
             site = _Site(name, module, key, m)
             if isinstance(module, nn.Sequential):          # fuse a following BatchNorm2d and ReLU
                 j = i + 1
-                if isinstance(m, nn.Conv2d) and j < len(children) and isinstance(children[j][1], nn.BatchNorm2d):
+                if isinstance(m, nn.Conv2d) and j < len(children) and isinstance(children[j][1], nn.BatchNorm2d) \
+                        and children[j][1].running_mean is not None:     # batch statistics don't fold: CPU
                     site.bn, site.bn_key, j = children[j][1], children[j][0], j + 1
                 if j < len(children) and type(children[j][1]) is nn.ReLU:
                     site.relu_key, j = children[j][0], j + 1
@@ -109,32 +111,38 @@ def _link(sites: list[_Site]) -> None:
 
 def _calibrate(model, sites, data, method: str, batch_size: int):
     """Per site: activation scales of its input and (fused) output from the float model on `data`."""
-    amax_in, amax_out, samples = {}, {}, {}
+    if method not in ("minmax", "percentile"):
+        raise ValueError(f"calibration must be 'minmax' or 'percentile', got {method!r}")
+    pct = method == "percentile"
+    amax = {"in": {}, "out": {}}
+    samples = {"in": {}, "out": {}}          # percentile: the |values| of each site's input and output
     hooks = []
 
-    def rec(d, key, t, keep):
+    def rec(side, key, t):
         t = t.detach().abs().float()
+        d = amax[side]
         d[key] = max(d.get(key, 0.0), float(t.max())) if t.numel() else d.get(key, 0.0)
-        if keep:
-            samples.setdefault(key, []).append(t.flatten().numpy())
-
-    pct = method == "percentile"
-    for s in sites:
-        hooks.append(s.module.register_forward_hook(lambda m, i, o, s=s: rec(amax_in, s.name, i[0], pct)))
-        last = s.last if s.last is not None else s.module
-        hooks.append(last.register_forward_hook(lambda m, i, o, s=s: rec(amax_out, s.name, o, pct)))
-    with torch.no_grad():
-        for i in range(0, len(data), batch_size):
-            model(data[i:i + batch_size])
-    for h in hooks:
-        h.remove()
-    scale = {}
-    for s in sites:
         if pct:
-            s_in = quant.calibrate_percentile(np.concatenate(samples[s.name]))
-        else:
-            s_in = quant.scale_from_amax(amax_in.get(s.name, 0.0))
-        scale[s.name] = [s_in, quant.scale_from_amax(amax_out.get(s.name, 0.0))]
+            samples[side].setdefault(key, []).append(t.flatten().numpy())
+
+    for s in sites:
+        hooks.append(s.module.register_forward_hook(lambda m, i, o, s=s: rec("in", s.name, i[0])))
+        last = s.last if s.last is not None else s.module
+        hooks.append(last.register_forward_hook(lambda m, i, o, s=s: rec("out", s.name, o)))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(data), batch_size):
+                model(data[i:i + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+
+    def scale_of(side, name):                  # a layer the data never reached gets scale 1.0
+        if pct:
+            return quant.calibrate_percentile(np.concatenate(samples[side].get(name, [np.zeros(0)])))
+        return quant.scale_from_amax(amax[side].get(name, 0.0))
+
+    scale = {s.name: [scale_of("in", s.name), scale_of("out", s.name)] for s in sites}
     for s in sites:                                     # int8 passes through: input scale = producer's
         if s.prev is not None:
             scale[s.name][0] = scale[s.prev.name][1]
@@ -157,10 +165,17 @@ def offload(model: nn.Module, calibration_data, backend: str = "auto", config="z
     if len(data) == 0:
         raise ValueError("calibration_data is empty: pass a few representative inputs (e.g. 100 images)")
     model = copy.deepcopy(model)
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None:
+        data = data.to(param.dtype)                     # e.g. float64 numpy images for a float32 model
     if model.training:
         warnings.warn("pf.offload: the model was in training mode; the offloaded copy is switched to eval()",
                       stacklevel=2)
     model.eval()
+    model.requires_grad_(False)                         # an inference copy: CPU layers need no gradients either
+    single = isinstance(model, (nn.Conv2d, nn.Linear) + UNSUPPORTED)   # a bare layer: offload it alone
+    if single:
+        model = nn.Sequential(OrderedDict([(type(model).__name__.lower(), model)]))
     sites = _find_sites(model)
     if not sites:
         raise ValueError("the model has no nn.Conv2d or nn.Linear layer to offload")
@@ -185,6 +200,9 @@ def offload(model: nn.Module, calibration_data, backend: str = "auto", config="z
                 setattr(s.parent, k, nn.Identity())
         for k in s.between:
             setattr(s.parent, k, Int8Through(s.parent._modules[k]))
+    model.eval()                                        # the new Identity / Int8Through modules too
+    if single:
+        model = model[0]
     model.fpga_accelerator = acc
     return model
 

@@ -99,10 +99,30 @@ class Job:
         return {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
 
 
-def choose_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
-    """Rows per X tile: as many as the accumulator bank and one X bank allow (at most M)."""
+def max_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
+    """The most rows an X tile can have: what the accumulator bank and one X bank hold (at most M)."""
     fk = math.ceil(K / cfg.rows)
     return max(1, min(M, cfg.acc_depth, cfg.x_depth // fk))
+
+
+def choose_m_tile(M: int, K: int, cfg: AccelConfig, N: int | None = None, out_int32: bool = False) -> int:
+    """Rows per X tile, the fastest by cycle_model among a few candidates.
+
+    Big tiles need few passes over W but X tile 0's load is never hidden; tiles under 2*rows + cols - 3 rows
+    make the array wait for its weight banks. Without N, the largest tile.
+    """
+    hi = max_m_tile(M, K, cfg)
+    if N is None:
+        return hi
+    lo = min(hi, 2 * cfg.rows + cfg.cols - 3)
+    cands = {hi}
+    for div in (1.5, 2, 3, 4, 6, 8, 12, 16):
+        t = math.ceil(M / math.ceil(math.ceil(M / hi) * div))
+        if t >= lo:
+            cands.add(t)
+    empty = np.zeros(0, np.uint8)
+    return min(sorted(cands, reverse=True),
+               key=lambda t: cycle_model(Job(M, K, N, t, False, out_int32, cfg, empty))["cycles"])
 
 
 def check_job(M: int, K: int, N: int, m_tile: int, cfg: AccelConfig) -> None:
@@ -135,7 +155,7 @@ def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32:
         raise ValueError(f"need X (M x K) and W (K x N) with matching K; got {X.shape} and {W.shape}")
     (M, K), N = X.shape, W.shape[1]
     R, C = cfg.rows, cfg.cols
-    m_tile = m_tile or choose_m_tile(M, K, cfg)
+    m_tile = m_tile or choose_m_tile(M, K, cfg, N, out_int32)
     check_job(M, K, N, m_tile, cfg)
     fk, fn = math.ceil(K / R), math.ceil(N / C)
     bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)

@@ -12,7 +12,7 @@ import numpy as np
 from . import accel
 
 ENV = "PYTORCH_FPGA_BACKEND"
-NAMES = ("model", "verilator")
+NAMES = ("model", "verilator", "pynq")
 
 
 @dataclass
@@ -76,11 +76,73 @@ class VerilatorBackend(Backend):
         return accel.unpack_output(out, job), counters["CYCLES"]
 
 
+class PynqBackend(Backend):
+    """The overlay through the real pynq driver stack: a PYNQ-Z1, or off-board the virtual PYNQ (pf.pynq_sim)."""
+    name = "pynq"
+
+    def __init__(self, cfg="z1", overlay=None, virtual: bool | None = None):
+        super().__init__(cfg)
+        from . import pynq_driver
+        if virtual is None:
+            virtual = not board_present()
+        self.virtual = virtual
+        if virtual:
+            from . import pynq_sim
+            pynq_sim.virtual_pynq(self.cfg)
+        self.overlay = overlay or pynq_driver.ConvAccelOverlay()
+        hw = self.overlay.accel.config()
+        if (hw.rows, hw.cols, hw.x_depth, hw.w_depth, hw.acc_depth, hw.n_max) != (
+                self.cfg.rows, self.cfg.cols, self.cfg.x_depth, self.cfg.w_depth, self.cfg.acc_depth, self.cfg.n_max):
+            raise RuntimeError(f"the loaded overlay is built as {hw}, not as config '{self.cfg.name}'")
+
+    def _run(self, job):
+        out, status, counters = self.overlay.run_job(job)
+        return accel.unpack_output(out, job), counters["CYCLES"]
+
+
+def board_present() -> bool:
+    """True on a PYNQ board (pynq installed and it finds a device)."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # pynq warns "No devices found" off-board
+            import pynq
+            return bool(pynq.Device.devices)
+    except Exception:                                # no pynq, or pynq without a device
+        return False
+
+
+_announced = set()
+
+
+def auto() -> str:
+    """The backend 'auto' means here: 'pynq' on a board, else 'verilator' when it can build, else 'model'.
+
+    Says which it picked, once per process (on stderr).
+    """
+    import shutil
+    import sys
+    from .hw import tools
+    name, why = "model", "the numpy golden model; no Verilator or C++ compiler found"
+    if board_present():
+        name, why = "pynq", "a PYNQ board"
+    elif tools.available("verilator") and (shutil.which("g++") or shutil.which("c++")):
+        name, why = "verilator", "the Verilated RTL"
+    if name not in _announced:
+        print(f"pytorch_fpga: backend 'auto' picked '{name}' ({why})", file=sys.stderr)
+        _announced.add(name)
+    return name
+
+
 def get(name: str | None = None, cfg="z1") -> Backend:
-    """A backend by name ('model', 'verilator'); default: $PYTORCH_FPGA_BACKEND, else 'model'."""
+    """A backend by name ('model', 'verilator', 'pynq'); default: $PYTORCH_FPGA_BACKEND, else 'model'."""
     name = name or os.environ.get(ENV) or "model"
     if name == "model":
         return ModelBackend(cfg)
     if name == "verilator":
         return VerilatorBackend(cfg)
+    if name == "pynq":
+        return PynqBackend(cfg)
+    if name == "auto":
+        return get(auto(), cfg)
     raise ValueError(f"unknown backend {name!r} (from the argument or ${ENV}); choose one of {NAMES}")

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import accel, backends, conv, runtime
+from . import accel, runtime
 
 # (name, C, H, W, O, kernel, stride, padding, groups): LeNet-5's convolutions and ResNet-18-style layers
 LAYERS = [

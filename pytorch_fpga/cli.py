@@ -11,7 +11,6 @@ def _lint(args) -> int:
 
 
 def _synth(args) -> int:
-    import json
     from .hw import synth
     rep = synth.accel_report(args.config, args.json)
     r, u = rep["resources"], rep["utilization"]

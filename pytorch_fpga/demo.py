@@ -27,7 +27,6 @@ def main(args) -> int:
     t_start = time.perf_counter()
     import torch
 
-    import pytorch_fpga as pf
     from .datasets import load_digits_split
     from .nn import digits_cnn, offload, profile
     from .nn.offload import choose_backend

@@ -94,7 +94,7 @@ def test_cycle_bounds_never_exceed_the_rtl():
 
 def test_cycle_bounds_by_hand():
     # z1, M=100, K=40, N=20: 3 k-folds, 2 n-folds, one tile; params 2 x 18 beats, X tile 0 = 100 x 3 x 2 beats
-    job = zero_job(100, 40, 20, "z1")
+    job = zero_job(100, 40, 20, "z1", m_tile=100)
     b = va.cycle_bounds(job)
     assert b["array"] == pf.systolic.ws_cycles(100, 40, 20, 16, 16)
     assert b["tile0_array"] == 36 + 600 + b["array"]

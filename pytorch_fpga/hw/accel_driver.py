@@ -42,6 +42,12 @@ class AccelDriver:
         await RisingEdge(self.dut.clk)
         self.sink.clear()
 
+    def reset_output_channel(self):
+        """Drop a partly received output packet, as resetting the DMA's S2MM channel does after an abort."""
+        self.sink._handle_reset(True)
+        self.sink._handle_reset(False)
+        self.sink.clear()
+
     async def write(self, name: str, value: int):
         """Write a register by name."""
         await self.axil.write_dword(regmap.offset(name), int(value))

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import fcntl
 import os
+import sys
 from pathlib import Path
 
 from . import tools
@@ -12,10 +13,13 @@ from . import tools
 TIMESCALE = ("1ns", "1ps")
 
 
-def build_dir(toplevel: str, sim: str, parameters: dict | None = None) -> Path:
-    """A build directory unique to (toplevel, simulator, parameters): build/<sim>/<toplevel>[_<params>]."""
+def build_dir(toplevel: str, sim: str, parameters: dict | None = None, waves: bool = False) -> Path:
+    """A build directory unique to (toplevel, simulator, parameters, waves): build/<sim>/<toplevel>[_<params>][_waves].
+
+    A build with waves (Verilator's --trace) gets its own directory so it does not replace the plain one.
+    """
     tag = "_".join(f"{k}{v}" for k, v in sorted((parameters or {}).items()))
-    return tools.BUILD_DIR / sim / (toplevel + (f"_{tag}" if tag else ""))
+    return tools.BUILD_DIR / sim / (toplevel + (f"_{tag}" if tag else "") + ("_waves" if waves else ""))
 
 
 def run(toplevel: str, modules: list[str], test_module: str, sim: str, parameters: dict | None = None,
@@ -23,14 +27,15 @@ def run(toplevel: str, modules: list[str], test_module: str, sim: str, parameter
         waves: bool = False, seed: int | None = None, quiet: bool = False) -> Path:
     """Build rtl/<modules>.v for `toplevel` with `sim` and run the cocotb `test_module`; raise on failure.
 
-    Returns the results.xml path. `test_dir` must hold `test_module` (it is put on PYTHONPATH).
+    Returns the results.xml path. `test_dir` holds `test_module` (it goes on the simulator's Python path; the
+    simulation itself runs in the build directory, where results, logs and dump.vcd land).
     quiet=True sends the build and simulator output to files in the build directory instead of the console.
     """
     from cocotb_tools.runner import get_results, get_runner
 
     tools.require(sim)
     parameters = dict(parameters or {})
-    bdir = build_dir(toplevel, sim, parameters)
+    bdir = build_dir(toplevel, sim, parameters, waves)
     bdir.mkdir(parents=True, exist_ok=True)
     with _locked(bdir):  # tests, notebooks and the demo may share a build directory
         return _build_and_test(get_runner(sim), get_results, toplevel, modules, test_module, sim, parameters,
@@ -65,21 +70,24 @@ def _sources_changed(bdir: Path) -> bool:
 
 def _build_and_test(runner, get_results, toplevel, modules, test_module, sim, parameters, bdir, test_dir,
                     testcase, extra_env, waves, seed, quiet) -> Path:
-    runner.build(sources=tools.rtl_sources(*modules), always=_sources_changed(bdir), hdl_toplevel=toplevel, parameters=parameters,
-                 build_dir=bdir, includes=[tools.RTL_DIR], timescale=TIMESCALE, waves=waves,
+    runner.build(sources=tools.rtl_sources(*modules), always=_sources_changed(bdir), hdl_toplevel=toplevel,
+                 parameters=parameters, build_dir=bdir, includes=[tools.RTL_DIR], timescale=TIMESCALE, waves=waves,
                  log_file=bdir / "build.log" if quiet else None)
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(test_dir or ""), str(tools.REPO_ROOT),
-                                                       os.environ.get("PYTHONPATH", "")]))}
-    env.update(extra_env or {})
     xml = bdir / f"results_{test_module}{'_' + testcase if testcase else ''}.xml"
+    # cocotb's runner hands this process's sys.path to the simulator's Python: put test_dir on it meanwhile
+    path = [str(Path(test_dir).resolve())] if test_dir else []
+    sys.path[:0] = path
     try:
-        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir, test_dir=test_dir or bdir,
-                    testcase=testcase, extra_env=env, results_xml=str(xml), waves=waves, timescale=TIMESCALE,
-                    seed=seed, log_file=bdir / f"{test_module}.log" if quiet else None)
+        runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=bdir, test_dir=bdir,
+                    testcase=testcase, extra_env=dict(extra_env or {}), results_xml=str(xml), waves=waves,
+                    timescale=TIMESCALE, seed=seed, log_file=bdir / f"{test_module}.log" if quiet else None)
     except SystemExit as e:  # the runner exits on a failed test; turn that into a readable error
         where = bdir / f"{test_module}.log" if quiet else "the log above"
         raise AssertionError(f"cocotb {test_module} on {sim} ({toplevel} {parameters}) failed; "
                              f"see {where} and {xml}") from e
+    finally:
+        for p in path:
+            sys.path.remove(p)
     ntests, nfailed = get_results(xml)
     if ntests == 0 or nfailed:
         raise AssertionError(f"cocotb {test_module} on {sim}: {nfailed} of {ntests} tests failed ({xml})")

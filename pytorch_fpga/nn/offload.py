@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from collections import OrderedDict
 
@@ -16,39 +15,11 @@ from .modules import FPGAConv2d, FPGALinear, Int8Through
 # Modules that work on int8 (torch qint8) tensors unchanged, so int8 can flow through them between layers.
 INT8_SAFE = (nn.MaxPool2d, nn.Flatten, nn.ReLU, nn.Identity, nn.Dropout)
 UNSUPPORTED = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_announced = set()
 
 
 def choose_backend(backend: str = "auto") -> str:
-    """'auto' -> 'pynq' on a board, else 'verilator' when it can build here, else 'model'; says which, once."""
-    if backend != "auto":
-        return backend
-    from ..hw import tools
-    name, why = "model", "numpy golden model (no simulator found)"
-    if _board_present():
-        name, why = "pynq", "PYNQ board"
-    elif tools.available("verilator") and _have_cxx():
-        name, why = "verilator", "the Verilated RTL"
-    if name not in _announced:
-        print(f"pytorch_fpga: backend 'auto' picked '{name}' ({why})", file=sys.stderr)
-        _announced.add(name)
-    return name
-
-
-def _have_cxx() -> bool:
-    import shutil
-    return shutil.which("g++") is not None or shutil.which("c++") is not None
-
-
-def _board_present() -> bool:
-    """True on a PYNQ board (pynq installed and it finds a device)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")          # pynq warns "No devices found" off-board
-            import pynq
-            return bool(pynq.Device.devices)
-    except Exception:   # no pynq, or pynq without a device
-        return False
+    """pf.backends.auto() for 'auto' (says which backend it picked, once); other names pass through."""
+    return backends.auto() if backend == "auto" else backend
 
 
 class _Site:

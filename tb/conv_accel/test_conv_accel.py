@@ -112,7 +112,7 @@ if cocotb is not None:
                 drv.src.clear()
                 await drv.write("CTRL", 2)
                 await ClockCycles(dut.clk, 4)
-                drv.sink.clear()
+                drv.reset_output_channel()       # the aborted job's partial output packet goes too
             else:
                 await drv.reset()
             assert await drv.read("STATUS") & regmap.STATUS_IDLE

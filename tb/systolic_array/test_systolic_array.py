@@ -9,7 +9,7 @@ import pytorch_fpga as pf
 
 try:  # cocotb parts load only inside the simulator (and when cocotb is installed)
     import cocotb
-    from cocotb.triggers import ClockCycles, with_timeout
+    from cocotb.triggers import ClockCycles
     from pytorch_fpga.hw.array_driver import ArrayDriver
 except ImportError:  # pragma: no cover - plain pytest collection without cocotb
     cocotb = None

@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 
 # Topic modules, imported lazily: pf.conv, pf.quant, ...
 _SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "viz_array", "scalesim_ref", "datasets", "nn",
-               "accel", "compiler", "backends", "runtime", "exercises", "hw", "cli")
+               "accel", "compiler", "backends", "runtime", "pynq_sim", "pynq_driver", "bench", "viz_accel", "exercises",
+               "hw", "cli")
 # Shortcuts: pf.<name> -> pf.<module>.<name>
 _SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime", "offload": "nn",
               "profile": "nn"}

@@ -116,10 +116,10 @@ _announced = set()
 
 
 def auto() -> str:
-    """The backend 'auto' means here: 'pynq' on a board, else 'verilator' when it can build, else 'model'.
-
-    Says which it picked, once per process (on stderr).
+    """What backend 'auto' means here: 'pynq' on a board, else 'pynq' on the virtual PYNQ (pynq installed and
+    Verilator can build), else 'verilator', else 'model'. Says which it picked, once per process (on stderr).
     """
+    import importlib.util
     import shutil
     import sys
     from .hw import tools
@@ -127,7 +127,10 @@ def auto() -> str:
     if board_present():
         name, why = "pynq", "a PYNQ board"
     elif tools.available("verilator") and (shutil.which("g++") or shutil.which("c++")):
-        name, why = "verilator", "the Verilated RTL"
+        if importlib.util.find_spec("pynq") is not None:
+            name, why = "pynq", "the virtual PYNQ: pynq's driver stack on the Verilated RTL"
+        else:
+            name, why = "verilator", "the Verilated RTL; install pynq for the virtual PYNQ"
     if name not in _announced:
         print(f"pytorch_fpga: backend 'auto' picked '{name}' ({why})", file=sys.stderr)
         _announced.add(name)

@@ -540,14 +540,24 @@ def test_errors_name_the_layer(digits):
 
 # --- backend='auto' ----------------------------------------------------------------------------------------------
 @needs_verilator
-def test_auto_backend_picks_verilator_once(digits, monkeypatch, capsys):
+def test_auto_backend_picks_the_virtual_pynq_once(digits, monkeypatch, capsys):
     monkeypatch.setattr(pf.backends, "_announced", set())
     X = torch.from_numpy(digits[0][:50])
     oms = [pf.offload(seq_model(), X, backend="auto", config="sim8") for _ in range(2)]
     err = capsys.readouterr().err
-    assert len(re.findall(r"backend 'auto' picked 'verilator' \(the Verilated RTL\)", err)) == 1, err
-    assert all(m.fpga_accelerator.backend.name == "verilator" for m in oms)
-    assert all(m.acc.backend.name == "verilator" for m in fpga_layers(oms[0]))
+    assert len(re.findall(r"backend 'auto' picked 'pynq' \(the virtual PYNQ", err)) == 1, err
+    assert all(m.fpga_accelerator.backend.name == "pynq" and m.fpga_accelerator.backend.virtual for m in oms)
+    assert all(m.acc.backend.name == "pynq" for m in fpga_layers(oms[0]))
+
+
+@needs_verilator
+def test_auto_backend_without_pynq_picks_verilator(monkeypatch, capsys):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pynq" else real(name, *a))
+    monkeypatch.setattr(pf.backends, "_announced", set())
+    assert pf.backends.auto() == "verilator"
+    assert "picked 'verilator' (the Verilated RTL" in capsys.readouterr().err
 
 
 # --- pf.profile --------------------------------------------------------------------------------------------------

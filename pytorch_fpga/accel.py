@@ -106,20 +106,18 @@ def max_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
 
 
 def choose_m_tile(M: int, K: int, cfg: AccelConfig, N: int | None = None, out_int32: bool = False) -> int:
-    """Rows per X tile, the fastest by cycle_model among a few candidates.
+    """Rows per X tile, the fastest by cycle_model among tiles that split M evenly into 1x..32x the fewest tiles.
 
     Big tiles need few passes over W but X tile 0's load is never hidden; tiles under 2*rows + cols - 3 rows
-    make the array wait for its weight banks. Without N, the largest tile.
+    make the array wait for its weight banks, which only pays off when streaming is the bottleneck anyway.
+    Without N, the largest tile.
     """
     hi = max_m_tile(M, K, cfg)
     if N is None:
         return hi
-    lo = min(hi, 2 * cfg.rows + cfg.cols - 3)
-    cands = {hi}
-    for div in (1.5, 2, 3, 4, 6, 8, 12, 16):
-        t = math.ceil(M / math.ceil(math.ceil(M / hi) * div))
-        if t >= lo:
-            cands.add(t)
+    t0 = math.ceil(M / hi)                                   # fewest tiles
+    counts = {t0, t0 + 1, t0 + 2} | {t0 * k for k in (2, 3, 4, 6, 8, 12, 16, 24, 32)}
+    cands = {hi} | {math.ceil(M / t) for t in counts if math.ceil(M / t) >= min(hi, cfg.rows)}
     empty = np.zeros(0, np.uint8)
     return min(sorted(cands, reverse=True),
                key=lambda t: cycle_model(Job(M, K, N, t, False, out_int32, cfg, empty))["cycles"])

@@ -98,12 +98,13 @@ class ConvAccelOverlay(pynq.Overlay):
         src = self._buffer("in", job.stream.size)
         dst = self._buffer("out", job.out_bytes)
         src[:job.stream.size] = job.stream
+        deadline = time.monotonic() + timeout
+        # Both DMA transfers first: the stream waits (tready low) until START, so CYCLES counts only the job.
+        self.dma.recvchannel.transfer(dst, nbytes=job.out_bytes)
+        self.dma.sendchannel.transfer(src, nbytes=job.stream.size)     # flushes the source buffer
         for name, value in job.registers().items():
             self.accel.write_reg(name, value)
         self.accel.write_reg("CTRL", regmap.CTRL_START)
-        deadline = time.monotonic() + timeout
-        self.dma.recvchannel.transfer(dst, nbytes=job.out_bytes)
-        self.dma.sendchannel.transfer(src, nbytes=job.stream.size)     # flushes the source buffer
         self._wait(self.dma.sendchannel, "MM2S (send)", deadline)
         self._wait(self.dma.recvchannel, "S2MM (receive)", deadline)
         dst.invalidate()

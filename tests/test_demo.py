@@ -9,12 +9,13 @@ from pytorch_fpga.hw import tools
 
 
 @pytest.mark.skipif(not tools.available("verilator"), reason="needs Verilator (make test installs it)")
-def test_demo_on_the_verilated_rtl():
-    out = subprocess.run([sys.executable, "-m", "pytorch_fpga", "demo", "--backend", "verilator"],
-                         capture_output=True, text=True, timeout=600)
+def test_demo_as_make_demo_runs_it():
+    """`make demo` runs the default: backend 'auto', here the virtual PYNQ on the Verilated RTL."""
+    out = subprocess.run([sys.executable, "-m", "pytorch_fpga", "demo"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
-    m = re.search(r"float32: ([\d.]+)%\s+int8 on verilator: ([\d.]+)%", text)
+    assert "backend 'auto' picked 'pynq' (the virtual PYNQ" in out.stderr
+    m = re.search(r"float32: ([\d.]+)%\s+int8 on pynq: ([\d.]+)%", text)
     assert m, text
     acc_f, acc_q = float(m.group(1)), float(m.group(2))
     # The shipped checkpoint scores 98.2% in float on the 450 held-out images; int8 with per-channel weights

@@ -1,4 +1,4 @@
-"""Command line: `python -m pytorch_fpga {demo,lint}`."""
+"""Command line: `python -m pytorch_fpga {demo,bench,synth,array-demo,lint}`."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,16 @@ def _demo(args) -> int:
     return demo.main(args)
 
 
+def _bench(args) -> int:
+    from . import bench
+    return bench.main(args)
+
+
+def _array_demo(args) -> int:
+    from .hw import array_sim
+    return array_sim.main(args)
+
+
 def main(argv=None) -> int:
     """Parse the command line and run a subcommand; return the exit code."""
     p = argparse.ArgumentParser(prog="python -m pytorch_fpga", description=__doc__)
@@ -34,7 +44,8 @@ def main(argv=None) -> int:
     d = sub.add_parser("demo", help="the digits CNN offloaded to the simulated accelerator: accuracy, "
                                     "bit-exactness, profile")
     d.add_argument("--backend", default="auto", choices=["auto", "verilator", "model", "pynq"],
-                   help="where the offloaded layers run (auto: board, else Verilator, else the numpy model)")
+                   help="where the offloaded layers run (auto: a board, else the virtual PYNQ, else Verilator, "
+                        "else the numpy model)")
     d.add_argument("--images", type=int, default=None, help="held-out images to classify (default: all 450)")
     d.add_argument("--config", default="z1", help="accelerator configuration (default z1, the PYNQ-Z1 build)")
     d.add_argument("--batch", type=int, default=150, help="images per accelerator call")
@@ -42,10 +53,10 @@ def main(argv=None) -> int:
     d.set_defaults(fn=_demo)
     b = sub.add_parser("bench", help="benchmark a fixed layer set on the simulated accelerator (JSON out)")
     b.add_argument("--json", default=None, help="write the results to this JSON file")
-    b.add_argument("--backend", default="verilator", choices=["verilator", "model"])
+    b.add_argument("--backend", default="verilator", choices=["verilator", "pynq", "model"])
     b.add_argument("--config", default="z1")
     b.add_argument("--no-synth", action="store_true", help="skip the Yosys resource estimate (~2-3 min)")
-    b.set_defaults(fn=lambda a: __import__("pytorch_fpga.bench", fromlist=["main"]).main(a))
+    b.set_defaults(fn=_bench)
     s = sub.add_parser("synth", help="Yosys resource estimate of conv_accel for the XC7Z020")
     s.add_argument("--config", default="z1")
     s.add_argument("--json", default=None, help="write the report to this JSON file")
@@ -58,7 +69,7 @@ def main(argv=None) -> int:
     a.add_argument("--N", type=int, default=12)
     a.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
     a.add_argument("--seed", type=int, default=0)
-    a.set_defaults(fn=lambda a: __import__("pytorch_fpga.hw.array_sim", fromlist=["main"]).main(a))
+    a.set_defaults(fn=_array_demo)
     l = sub.add_parser("lint", help="verilator --lint-only -Wall on every module in rtl/")
     l.set_defaults(fn=_lint)
     args = p.parse_args(argv)

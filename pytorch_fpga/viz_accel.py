@@ -163,8 +163,9 @@ def _zero_job(M, K, N, cfg, m_tile=None):
 
 def shape_sweep(dim: str, values, M: int = 784, K: int = 576, N: int = 64, cfg="z1") -> dict:
     """Vary one of 'M', 'K', 'N' of a GEMM job; the others fixed. Returns arrays: values, cycles (pf.accel's
-    cycle model: what the 'model' backend reports, within 0.1% of the RTL), utilization, ceiling, and each
-    bound's own utilization limit (bound_<name>)."""
+    cycle model: what the 'model' backend reports; measured within 0.2% of the RTL's CYCLES at every point of
+    notebook 07's sweeps, and the tests allow 1% + 8 cycles a job), utilization, ceiling, and each bound's own
+    utilization limit (bound_<name>)."""
     if dim not in ("M", "K", "N"):
         raise ValueError(f"dim must be 'M', 'K' or 'N', got {dim!r}")
     cfg = accel.config(cfg)

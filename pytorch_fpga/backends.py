@@ -86,9 +86,12 @@ class PynqBackend(Backend):
         if virtual is None:
             virtual = not board_present()
         self.virtual = virtual
-        if virtual:
+        if virtual:                                  # reuse an active virtual PYNQ of this build, else make one
+            import pynq
             from . import pynq_sim
-            pynq_sim.virtual_pynq(self.cfg)
+            dev = getattr(pynq.Device, "_active_device", None)
+            if not (isinstance(dev, pynq_sim.VirtualDevice) and dev.cfg == self.cfg):
+                pynq_sim.virtual_pynq(self.cfg)
         self.overlay = overlay or pynq_driver.ConvAccelOverlay()
         hw = self.overlay.accel.config()
         if (hw.rows, hw.cols, hw.x_depth, hw.w_depth, hw.acc_depth, hw.n_max) != (

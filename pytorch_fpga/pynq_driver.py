@@ -75,7 +75,8 @@ class ConvAccelOverlay(pynq.Overlay):
         if buf is None or buf.nbytes < nbytes:
             if buf is not None:
                 buf.freebuffer()
-            buf = pynq.allocate((max(nbytes, 4096),), dtype=np.uint8)
+            # on this overlay's device, not pynq's active one (they differ once another device is activated)
+            buf = pynq.allocate((max(nbytes, 4096),), dtype=np.uint8, target=self.device)
             self._bufs[key] = buf
         return buf
 

@@ -32,6 +32,7 @@ from .. import conv as pconv
 from .. import gemm as pgemm
 from .. import quant as pq
 from ..datasets import load_digits_split
+from .modules import fuse_bn  # noqa: F401  (BatchNorm folding; digits_cnn.fuse_bn for the notebooks)
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "data" / "digits_cnn.pt"
 DEFAULT_EPOCHS = 15
@@ -129,25 +130,6 @@ class Op:
     groups: int = 1
     relu: bool = False                          # a ReLU follows (fused into the requantization)
     kernel: int = 2                             # maxpool window (= its stride)
-
-
-def fuse_bn(layer: nn.Module, bn: nn.BatchNorm2d | None = None):
-    """(weight, bias) as float64 numpy with an eval-mode BatchNorm folded in.
-
-    BN(conv(x)) = gamma * (W*x + b - mean) / sqrt(var + eps) + beta
-                = (W * k) * x + (b - mean) * k + beta,     k = gamma / sqrt(var + eps), one per output channel.
-    """
-    W = layer.weight.detach().double().numpy().copy()
-    b = np.zeros(W.shape[0]) if layer.bias is None else layer.bias.detach().double().numpy().copy()
-    if bn is None:
-        return W, b
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError(f"{bn} has no running statistics (track_running_stats=False): nothing to fold")
-    mean, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
-    gamma = bn.weight.detach().double().numpy() if bn.affine else np.ones_like(mean)
-    beta = bn.bias.detach().double().numpy() if bn.affine else np.zeros_like(mean)
-    k = gamma / np.sqrt(var + bn.eps)
-    return W * k.reshape((-1,) + (1,) * (W.ndim - 1)), (b - mean) * k + beta
 
 
 def fold_model(model: nn.Sequential) -> list[Op]:

@@ -27,6 +27,7 @@ def main(args) -> int:
     t_start = time.perf_counter()
     import torch
 
+    from . import backends as pf_backends
     from .datasets import load_digits_split
     from .nn import digits_cnn, offload, profile
     from .nn.offload import choose_backend
@@ -39,8 +40,8 @@ def main(args) -> int:
     backend = choose_backend(args.backend)
     print(f"pytorch_fpga demo: the digits CNN ({len(Xte)} held-out 8x8 images) offloaded to conv_accel "
           f"'{args.config}' on backend '{backend}'")
-    if backend == "verilator":
-        print("  (the first run compiles the RTL with Verilator, ~20 s; later runs reuse it)", flush=True)
+    if backend == "verilator" or (backend == "pynq" and not pf_backends.board_present()):
+        print("  (the first run compiles the RTL with Verilator, ~25 s; later runs reuse it)", flush=True)
     model = digits_cnn.load_pretrained()
     float_logits = _run(model, Xte, args.batch, "float model")
     fpga = offload(model, calib, backend=backend, config=args.config)

@@ -21,7 +21,7 @@ import pytorch_fpga as pf
 from pytorch_fpga import quant
 from pytorch_fpga.datasets import load_digits_split
 from pytorch_fpga.hw import tools
-from pytorch_fpga.nn import FPGAConv2d, FPGALinear, Int8Activation, Int8Through, fpga_layers
+from pytorch_fpga.nn import FPGAConv2d, FPGALinear, Int8Activation, fpga_layers
 from pytorch_fpga.nn import digits_cnn as dc
 
 

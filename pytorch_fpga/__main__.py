@@ -1,5 +1,5 @@
 """`python -m pytorch_fpga`: the command line (demo, lint, ...)."""
-from .cli import main
+from pytorch_fpga.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,9 +7,10 @@ import time
 
 import numpy as np
 
-from . import accel, runtime
+from pytorch_fpga.contract import accel
+from pytorch_fpga.runtime import accelerator as runtime
 
-# (name, C, H, W, O, kernel, stride, padding, groups): LeNet-5's convolutions and ResNet-18-style layers
+# (name, C, H, W, Co, kernel, stride, padding, groups): LeNet-5's convolutions and ResNet-18-style layers
 LAYERS = [
     ("lenet_conv1", 1, 32, 32, 6, 5, 1, 0, 1),
     ("lenet_conv2", 6, 14, 14, 16, 5, 1, 0, 1),
@@ -23,13 +24,13 @@ LAYERS = [
 
 def layer_operands(layer, seed=0):
     """Random int8 input and weights and per-channel requantization for a bench layer."""
-    from . import quant
-    name, C, H, W, O, k, s, p, g = layer
+    from pytorch_fpga.core import quant
+    name, C, H, W, Co, k, s, p, g = layer
     rng = np.random.default_rng(seed)
     X = rng.integers(-128, 128, (1, C, H, W)).astype(np.int8)
-    Wt = rng.integers(-127, 128, (O, C // g, k, k)).astype(np.int8)
-    bias = rng.integers(-2**12, 2**12, O)
-    m, shift = quant.quantize_multiplier(np.full(O, 1.0 / (64 * 128 * np.sqrt(C // g * k * k))))
+    Wt = rng.integers(-127, 128, (Co, C // g, k, k)).astype(np.int8)
+    bias = rng.integers(-2**12, 2**12, Co)
+    m, shift = quant.quantize_multiplier(np.full(Co, 1.0 / (64 * 128 * np.sqrt(C // g * k * k))))
     return X, Wt, dict(bias=bias, m=m, shift=shift, relu=True, stride=s, padding=p, groups=g)
 
 
@@ -51,8 +52,8 @@ def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, pro
         Ym, rep_m = ref.conv2d(X, Wt, **args)
         cyc, model = rep.cycles, rep_m.cycles
         rows.append({
-            "layer": layer[0], "shape": dict(zip(("C", "H", "W", "O", "kernel", "stride", "padding", "groups"),
-                                                layer[1:])),
+            "layer": layer[0], "shape": dict(zip(("C", "H", "W", "Co", "kernel", "stride", "padding", "groups"),
+                                                layer[1:], strict=True)),
             "macs": rep.macs, "jobs": len(rep.jobs), "rtl_cycles": cyc, "model_cycles": model,
             "model_error": (cyc - model) / model, "pe_utilization": rep.utilization,
             "bytes_in": rep.bytes_in, "bytes_out": rep.bytes_out,
@@ -63,7 +64,7 @@ def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, pro
     record = {"config": cfg.name, "params": cfg.params(), "clock_mhz": cfg.clock_mhz, "stream_bytes_per_cycle": 8,
               "backend": hw.backend.name, "python": platform.python_version(), "layers": rows}
     if synth:
-        from .hw import synth as syn
+        from pytorch_fpga.sim import synth as syn
         rep = syn.accel_report(cfg)
         record["resources"] = {k: rep[k] for k in ("resources", "utilization", "fits", "tool")}
     return record
@@ -88,8 +89,11 @@ def table(record: dict) -> str:
 
 def main(args) -> int:
     """CLI entry: run, print the table, write JSON."""
+    from pytorch_fpga import bench_tools
     rec = run(args.backend, args.config, synth=not args.no_synth)
     print(table(rec))
+    rec["tool_speeds"] = bench_tools.run()
+    print(bench_tools.table(rec["tool_speeds"]))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rec, fh, indent=1)

@@ -1,4 +1,4 @@
-"""Command line: `python -m pytorch_fpga {demo,bench,synth,array-demo,lint}`."""
+"""Command line: `python -m pytorch_fpga {demo,bench,soak,synth,array-demo,lint}`."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +6,12 @@ import sys
 
 
 def _lint(args) -> int:
-    from .hw import lint
+    from pytorch_fpga.sim import lint
     return 0 if lint.lint_all() else 1
 
 
 def _synth(args) -> int:
-    from .hw import synth
+    from pytorch_fpga.sim import synth
     rep = synth.accel_report(args.config, args.json)
     r, u = rep["resources"], rep["utilization"]
     print(f"conv_accel '{args.config}' on xc7z020 (Yosys estimate): " + ", ".join(
@@ -23,18 +23,23 @@ def _synth(args) -> int:
 
 
 def _demo(args) -> int:
-    from . import demo
+    from pytorch_fpga import demo
     return demo.main(args)
 
 
 def _bench(args) -> int:
-    from . import bench
+    from pytorch_fpga import bench
     return bench.main(args)
 
 
+def _soak(args) -> int:
+    from pytorch_fpga import soak
+    return soak.main(args)
+
+
 def _array_demo(args) -> int:
-    from .hw import array_sim
-    return array_sim.main(args)
+    from pytorch_fpga.sim import array_rtl
+    return array_rtl.main(args)
 
 
 def main(argv=None) -> int:
@@ -57,6 +62,16 @@ def main(argv=None) -> int:
     b.add_argument("--config", default="z1")
     b.add_argument("--no-synth", action="store_true", help="skip the Yosys resource estimate (~2-3 min)")
     b.set_defaults(fn=_bench)
+    k = sub.add_parser("soak", help="random jobs across the job space on model, verilator and pynq, "
+                                    "checked against an int64 oracle")
+    k.add_argument("--jobs", type=int, default=1000, help="random jobs (default 1000)")
+    k.add_argument("--seed", type=int, default=0, help="seed; job i of a soak replays alone (soak.job_rng)")
+    k.add_argument("--config", default="sim8", help="accelerator build (default sim8: small buffers, so every "
+                                                  "limit is reached quickly)")
+    k.add_argument("--backends", default="model,verilator,pynq", help="comma-separated backends")
+    k.add_argument("--json", default=None, help="write the results to this JSON file")
+    k.add_argument("--quiet", action="store_true", help="no progress bar")
+    k.set_defaults(fn=_soak)
     s = sub.add_parser("synth", help="Yosys resource estimate of conv_accel for the XC7Z020")
     s.add_argument("--config", default="z1")
     s.add_argument("--json", default=None, help="write the report to this JSON file")
@@ -70,8 +85,8 @@ def main(argv=None) -> int:
     a.add_argument("--sim", default="verilator", choices=["verilator", "icarus"])
     a.add_argument("--seed", type=int, default=0)
     a.set_defaults(fn=_array_demo)
-    l = sub.add_parser("lint", help="verilator --lint-only -Wall on every module in rtl/")
-    l.set_defaults(fn=_lint)
+    lp = sub.add_parser("lint", help="verilator --lint-only -Wall on every module in rtl/")
+    lp.set_defaults(fn=_lint)
     args = p.parse_args(argv)
     return args.fn(args)
 

@@ -27,10 +27,10 @@ def main(args) -> int:
     t_start = time.perf_counter()
     import torch
 
-    from . import backends as pf_backends
-    from .datasets import load_digits_split
-    from .nn import digits_cnn, offload, profile
-    from .nn.offload import choose_backend
+    from pytorch_fpga.core.datasets import load_digits_split
+    from pytorch_fpga.nn import digits_cnn, offload, profile
+    from pytorch_fpga.nn.offload import choose_backend
+    from pytorch_fpga.runtime import backends as pf_backends
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     Xtr, ytr, Xte, yte = load_digits_split()

@@ -1,6 +1,6 @@
 // accel_input.v - conv_accel's input side: parses a job's AXI4-Stream (64-bit beats) into on-chip buffers.
 //
-// Stream order (pytorch_fpga/hw/regmap.py): parameters of every n-fold, X tile 0, all of W, X tiles 1..T-1.
+// Stream order (pytorch_fpga/contract/regmap.py): parameters of every n-fold, X tile 0, all of W, X tiles 1..T-1.
 // X tiles go to alternating banks (tile t -> bank t % 2); a bank is refilled only after the compute side
 // has released it, so tile t+1 streams in while tile t computes. W is written once per job and counted
 // (w_rows) so compute can start on a fold as soon as its rows have arrived. A tlast on any beat but the
@@ -12,7 +12,7 @@ module accel_input #(
     parameter integer ROWS    = 16,                  // array rows: bytes per X buffer row
     parameter integer COLS    = 16,                  // array columns: bytes per W buffer row
     parameter integer X_DEPTH = 4096,                // X rows per bank
-    parameter integer W_DEPTH = 8192,                // W rows
+    parameter integer W_DEPTH = 16384,               // W rows
     parameter integer N_MAX   = 1024,                // parameter entries
     parameter integer XA_W    = $clog2(X_DEPTH),     // X address bits per bank (derived)
     parameter integer WA_W    = $clog2(W_DEPTH),     // W address bits (derived)

@@ -4,7 +4,7 @@
 // systolic array (convolutions arrive lowered to GEMM by the host runtime). Behind a Xilinx AXI DMA in
 // simple mode: the job's data arrives on s_axis, results leave on m_axis (tlast on the job's last beat),
 // and an AXI4-Lite slave holds control, job dimensions and performance counters. Register map and stream
-// format: pytorch_fpga/hw/regmap.py (generates conv_accel_regs.vh).
+// format: pytorch_fpga/contract/regmap.py (generates regmap_generated.vh).
 //
 //   s_axis -> accel_input -> X buffer (2 banks: tile t+1 streams in while tile t computes)
 //                         -> W buffer (all of W, loaded once, used by every tile)
@@ -13,7 +13,7 @@
 //   accel_output: requant (pf.quant's rule, bit for bit) + ReLU -> int8 (or int32) beats -> m_axis
 `default_nettype none
 `timescale 1ns/1ps
-`include "conv_accel_regs.vh"
+`include "regmap_generated.vh"
 
 module conv_accel #(
     parameter integer ROWS      = 16,     // array rows (power of two, multiple of 8)
@@ -137,7 +137,7 @@ module conv_accel #(
 
     accel_output #(.COLS(COLS), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_out (
         .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fn(fn),
-        .cfg_relu(reg_flags[`PFA_FLAG_RELU]), .cfg_out32(reg_flags[`PFA_FLAG_OUT_INT32]),
+        .cfg_relu(reg_flags[`PFA_FLAGS_RELU]), .cfg_out32(reg_flags[`PFA_FLAGS_OUT_INT32]),
         .params_ready(params_ready),
         .pm_re(pm_re), .pm_raddr(pm_raddr), .pm_rdata(pm_rdata), .ps_re(ps_re), .ps_raddr(ps_raddr),
         .ps_rdata(ps_rdata), .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en),

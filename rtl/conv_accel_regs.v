@@ -1,14 +1,14 @@
 // conv_accel_regs.v - AXI4-Lite slave with conv_accel's control, status, job and performance registers.
-// The register map is generated from pytorch_fpga/hw/regmap.py into conv_accel_regs.vh.
+// The register map is generated from pytorch_fpga/contract/regmap.py into regmap_generated.vh.
 `default_nettype none
 `timescale 1ns/1ps
-`include "conv_accel_regs.vh"
+`include "regmap_generated.vh"
 
 module conv_accel_regs #(
     parameter integer ROWS      = 16,    // systolic array rows (reported in CONFIG)
     parameter integer COLS      = 16,    // systolic array columns (reported in CONFIG)
     parameter integer X_DEPTH   = 4096,  // X buffer rows per bank (reported)
-    parameter integer W_DEPTH   = 8192,  // W buffer rows (reported)
+    parameter integer W_DEPTH   = 16384, // W buffer rows (reported)
     parameter integer ACC_DEPTH = 512,   // accumulator rows per bank (reported, bounds M_TILE)
     parameter integer N_MAX     = 1024   // parameter memory entries (reported, bounds N)
 ) (
@@ -34,7 +34,7 @@ module conv_accel_regs #(
     input  wire                   s_axil_rready,
 
     output reg                    start,       // one-cycle pulse: a valid START while idle
-    output reg                    soft_reset,  // one-cycle pulse: CTRL bit 1
+    output reg                    soft_reset,  // one-cycle pulse: CTRL.SOFT_RESET
     output reg  [31:0]            reg_m,
     output reg  [31:0]            reg_k,
     output reg  [31:0]            reg_n,
@@ -50,9 +50,12 @@ module conv_accel_regs #(
 
     localparam [7:0] ROWS_B = ROWS[7:0];
     localparam [7:0] COLS_B = COLS[7:0];
+    localparam [31:0] CONFIG_WORD = ({24'd0, ROWS_B} << `PFA_CONFIG_ROWS) | ({24'd0, COLS_B} << `PFA_CONFIG_COLS);
 
     reg        done_flag;
     reg        bad_dims;
+    wire [31:0] status_word = ({31'd0, !busy} << `PFA_STATUS_IDLE) | ({31'd0, done_flag} << `PFA_STATUS_DONE) |
+                              ({31'd0, error || bad_dims} << `PFA_STATUS_ERROR);
     reg [31:0] cnt_cycles, cnt_mac, cnt_stall_in, cnt_stall_out, cnt_jobs;
 
     // ---------------------------------------------------------------- writes: take AW and W together
@@ -77,11 +80,11 @@ module conv_accel_regs #(
                 s_axil_bvalid <= 1'b1;
                 case (s_axil_awaddr & ~`PFA_ADDR_W'h3)
                     `PFA_REG_CTRL: begin
-                        if (s_axil_wdata[1]) begin
+                        if (s_axil_wdata[`PFA_CTRL_SOFT_RESET]) begin
                             soft_reset <= 1'b1;
                             bad_dims   <= 1'b0;
                         end
-                        else if (s_axil_wdata[0] && !busy) begin
+                        else if (s_axil_wdata[`PFA_CTRL_START] && !busy) begin
                             start    <= dims_ok;
                             bad_dims <= !dims_ok;
                         end
@@ -129,14 +132,14 @@ module conv_accel_regs #(
             if (s_axil_arvalid && s_axil_arready) begin
                 s_axil_rvalid <= 1'b1;
                 case (s_axil_araddr & ~`PFA_ADDR_W'h3)
-                    `PFA_REG_STATUS:     s_axil_rdata <= {29'd0, error || bad_dims, done_flag, !busy};
+                    `PFA_REG_STATUS:     s_axil_rdata <= status_word;
                     `PFA_REG_M:          s_axil_rdata <= reg_m;
                     `PFA_REG_K:          s_axil_rdata <= reg_k;
                     `PFA_REG_N:          s_axil_rdata <= reg_n;
                     `PFA_REG_M_TILE:     s_axil_rdata <= reg_m_tile;
                     `PFA_REG_FLAGS:      s_axil_rdata <= {30'd0, reg_flags};
                     `PFA_REG_ID:         s_axil_rdata <= `PFA_MAGIC;
-                    `PFA_REG_CONFIG:     s_axil_rdata <= {16'd0, COLS_B, ROWS_B};
+                    `PFA_REG_CONFIG:     s_axil_rdata <= CONFIG_WORD;
                     `PFA_REG_X_DEPTH:    s_axil_rdata <= X_DEPTH;
                     `PFA_REG_W_DEPTH:    s_axil_rdata <= W_DEPTH;
                     `PFA_REG_ACC_DEPTH:  s_axil_rdata <= ACC_DEPTH;

@@ -11,7 +11,7 @@
 //   * m_axis_y: one result row per beat (COLS int32, column c in bits [32c +: 32]); column c is delayed
 //     COLS-1-c cycles (de-skew) so a whole row leaves together, ROWS + COLS - 1 cycles after its vector
 //     entered. tlast marks a fold's last row. Backpressure on m_axis_y stalls the whole array.
-// pytorch_fpga/systolic.py holds the matching packing helpers and the exact cycle formula (ws_cycles).
+// pytorch_fpga/arch/systolic.py holds the matching packing helpers and the exact cycle formula (ws_cycles).
 `default_nettype none
 `timescale 1ns/1ps
 

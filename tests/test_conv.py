@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pytorch_fpga import conv as pc
+from pytorch_fpga.core import conv as pc
 
 # torch warns that 'same' with an even kernel may copy the input; that is exactly the case we test.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")
@@ -65,7 +66,9 @@ def make_data(cfg, dtype=np.float64, lo=-4, hi=4):
 
 def torch_ref(cfg, X, Wt, b):
     """torch's answer in float64 (exact for these small integers); non-zeros modes go through nn.Conv2d."""
-    t = lambda a: None if a is None else torch.tensor(np.asarray(a, np.float64))
+    def t(a):
+        return None if a is None else torch.tensor(np.asarray(a, np.float64))
+
     if cfg["mode"] == "zeros":
         y = F.conv2d(t(X), t(Wt), t(b), cfg["stride"], cfg["padding"], cfg["dilation"], cfg["groups"])
     else:
@@ -331,3 +334,19 @@ def test_no_warnings_from_library():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pc.conv2d(np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2)), padding="same", dilation=1)
+
+
+def test_layer_shapes_against_torch_layers():
+    layers = [("C1", (1, 32, 32), (6, 1, 5, 5), 1, 0), ("s2p1", (3, 15, 15), (8, 3, 3, 3), 2, 1),
+              ("fc", (120, 1, 1), (84, 120, 1, 1), 1, 0)]
+    rows = pc.layer_shapes(layers, bias=True)
+    for (name, i_, w_, o_, params, macs), (lname, in_shape, w_shape, s, p) in zip(rows, layers, strict=True):
+        m = torch.nn.Conv2d(in_shape[0], w_shape[0], w_shape[2:], s, p)
+        out = m(torch.zeros(1, *in_shape))
+        assert (name, i_, w_) == (lname, in_shape, w_shape)
+        assert o_ == tuple(out.shape[1:]) and params == sum(q.numel() for q in m.parameters())
+        assert macs == out.numel() * in_shape[0] * w_shape[2] * w_shape[3]
+    text = pc.format_layer_shapes(rows).splitlines()
+    assert len(text) == len(layers) + 2 and text[1].split()[0] == "C1"
+    assert text[-1].split()[-2:] == [f"{sum(r[4] for r in rows):,}", f"{sum(r[5] for r in rows):,}"]
+    assert pc.layer_shapes(layers[:1], bias=False)[0][4] == 6 * 25

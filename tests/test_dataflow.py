@@ -1,6 +1,5 @@
 """pf.dataflow: stepped ws/os/is models vs the golden GEMM, their closed forms, the RTL's ws_cycles, traces, counts."""
 import math
-import time
 
 import numpy as np
 import pytest
@@ -8,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pytorch_fpga as pf
-from pytorch_fpga import dataflow as dfl
-from pytorch_fpga import systolic
+from pytorch_fpga.arch import dataflow as dfl
+from pytorch_fpga.arch import systolic
 
 DFS = dfl.DATAFLOWS
 
@@ -141,16 +140,45 @@ def test_os_trace_accumulates_in_place():
     assert r.trace.extra["emit"].sum() == 5 * 4
 
 
-def test_trace_off_and_speed_on_lenet_conv2():
+def test_trace_on_and_off_on_lenet_conv2():
     X, W = operands(64, 150, 16, seed=6)
     for df in DFS:
-        t0 = time.perf_counter()
         r = dfl.simulate(X, W, 16, 16, df, trace=True)
-        assert time.perf_counter() - t0 < 3.0
-        assert r.trace is not None and len(r.trace) == r.cycles
+        assert isinstance(r.trace, dfl.ArrayTrace) and len(r.trace) == r.cycles
         np.testing.assert_array_equal(r.Y, pf.gemm_int8(X, W))
     assert dfl.simulate(X, W, 16, 16, "ws", trace=False).trace is None
     assert dfl.simulate(X, W, 16, 16, "ws").cycles == 687 == 10 * 64 + 2 * 16 + 16 - 1
+
+
+@pytest.mark.parametrize("df", ["ws", "is"])
+def test_timeline_marks_the_schedule(df):
+    """ws/is timeline rows against pf.systolic's schedule: tile beats, stream beats, result rows, MAC counts."""
+    M, K, N, R, C = 5, 6, 7, 2, 3                               # R * C <= 9: the MAC digits are not capped
+    X, W = operands(M, K, N, seed=8)
+    r = dfl.simulate(X, W, R, C, df)
+    rows = [line[17:] for line in dfl.timeline(r).splitlines()]
+    assert len(rows) == 5 and all(len(row) == r.cycles for row in rows)
+    sM, sK, sN = (M, K, N) if df == "ws" else (N, K, M)          # is: the ws array on Y^T = W^T X^T
+    folds = len(systolic.fold_plan(sK, sN, R, C))
+    load, stream = systolic.ws_schedule([sM] * folds, R, C)
+    assert rows[0] == "".join(str(t % 10) for t in range(r.cycles))
+    assert [t for t, ch in enumerate(rows[1]) if ch == "L"] == [s + i for s in load for i in range(R)]
+    assert [t for t, ch in enumerate(rows[2]) if ch != "."] == [s + i for s in stream for i in range(sM)]
+    lat = systolic.latency(R, C)
+    assert [t for t, ch in enumerate(rows[3]) if ch == "Y"] == [s + i + lat for s in stream for i in range(sM)]
+    macs = [0 if ch == "." else int(ch) for ch in rows[4]]
+    assert sum(macs) == M * K * N and max(macs) <= R * C             # every MAC exactly once
+
+
+def test_timeline_os_and_untraced():
+    X, W = operands(5, 4, 6, seed=9)
+    r = dfl.simulate(X, W, 3, 3, "os")
+    rows = [line[17:] for line in dfl.timeline(r).splitlines()]
+    out = [0 if ch == "." else int(ch) for ch in rows[2]]
+    assert sum(out) == 5 * 6 and rows[1].index("x") == 0          # every result drains once; operands enter at 0
+    assert sum(0 if ch == "." else int(ch) for ch in rows[3]) == 5 * 4 * 6
+    with pytest.raises(ValueError, match="trace"):
+        dfl.timeline(dfl.simulate(X, W, 3, 3, "os", trace=False))
 
 
 # --- access counts ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from pytorch_fpga.hw import tools
+from pytorch_fpga.sim import tools
 
 
 @pytest.mark.skipif(not tools.available("verilator"), reason="needs Verilator (make test installs it)")

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pytorch_fpga.datasets import load_digits_split
+from pytorch_fpga.core.datasets import load_digits_split
 from pytorch_fpga.nn import digits_cnn as dc
 
 
@@ -37,7 +37,7 @@ def test_split_is_deterministic_stratified_and_complete(split):
     from sklearn.datasets import load_digits
     X_train, y_train, X_test, y_test = split
     again = load_digits_split()
-    for a, b in zip(split, again):
+    for a, b in zip(split, again, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(load_digits_split(seed=1)[3], y_test) or \
         not np.array_equal(load_digits_split(seed=1)[2], X_test)

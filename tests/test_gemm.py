@@ -42,3 +42,27 @@ def test_mac_wraps_at_int32_limits():
 def test_gemm_errors_name_the_problem(X, W, err):
     with pytest.raises((ValueError, TypeError), match=err):
         pf.gemm_int8(X, W)
+
+
+def test_random_int8_covers_the_full_range_reproducibly():
+    X = pf.gemm.random_int8(np.random.default_rng(3), (64, 64))
+    assert X.dtype == np.int8 and X.shape == (64, 64)
+    assert X.min() == -128 and X.max() == 127                       # 4096 draws hit both ends
+    again = np.random.default_rng(3).integers(-128, 128, (64, 64))  # the same draws as numpy's own call
+    np.testing.assert_array_equal(X, again)
+
+
+@pytest.mark.parametrize("tiles", [(48, 16, 72), (16, 16, 16), (5, 3, 7), (64, 64, 64)])
+def test_blocked_gemm_equals_torch_and_counts_its_loads(tiles):
+    rng = np.random.default_rng(1)
+    A = rng.integers(-128, 128, (37, 50)).astype(np.int8)
+    B = rng.integers(-128, 128, (50, 19)).astype(np.int8)
+    Y, moved = pf.gemm.blocked_gemm(A, B, *tiles)
+    np.testing.assert_array_equal(Y, (torch.from_numpy(A).long() @ torch.from_numpy(B).long()).numpy())
+    Tm, Tn, Tk = tiles
+    # count the tile loads one by one: every (m-tile, n-tile, k-tile) triple loads one A and one B tile
+    a = sum(min(Tm, 37 - m) * min(Tk, 50 - k) for m in range(0, 37, Tm) for _ in range(0, 19, Tn)
+            for k in range(0, 50, Tk))
+    b = sum(min(Tk, 50 - k) * min(Tn, 19 - n) for _ in range(0, 37, Tm) for n in range(0, 19, Tn)
+            for k in range(0, 50, Tk))
+    assert moved == {"A": a, "B": b, "Y": 37 * 19} == pf.gemm.blocked_traffic(37, 50, 19, Tm, Tn)

@@ -2,7 +2,7 @@
 
 The int8 results must be identical on both backends (the Verilated RTL is bit-exact with the numpy model), and
 the float results close to the float PyTorch modules, within a bound derived from the quantization steps.
-Verilator tests use the small 'sim8' build for speed (built once into build/vsim), a few use 'z1'.
+Verilator tests use the small 'sim8' build for speed (built once into build/verilated), a few use 'z1'.
 """
 import copy
 import re
@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 import pytorch_fpga as pf
-from pytorch_fpga import quant
-from pytorch_fpga.datasets import load_digits_split
-from pytorch_fpga.hw import tools
+from pytorch_fpga.core import quant
+from pytorch_fpga.core.datasets import load_digits_split
 from pytorch_fpga.nn import FPGAConv2d, FPGALinear, Int8Activation, fpga_layers
 from pytorch_fpga.nn import digits_cnn as dc
-
+from pytorch_fpga.sim import tools
 
 HAVE_VERILATOR = tools.available("verilator") and bool(shutil.which("g++") or shutil.which("c++"))
 needs_verilator = pytest.mark.skipif(not HAVE_VERILATOR, reason="needs Verilator and a C++ compiler")
@@ -87,7 +86,7 @@ def assert_cycles_close(model_rep, rtl_rep):
     """The model backend's cycles come from accel.cycle_model, which follows the RTL's counter within 1% + 8
     cycles a job (the tolerance of tb/conv_accel); the work (jobs, MACs, bytes) must be identical."""
     assert len(model_rep.jobs) == len(rtl_rep.jobs) > 0 and model_rep.macs == rtl_rep.macs
-    for a, b in zip(model_rep.jobs, rtl_rep.jobs):
+    for a, b in zip(model_rep.jobs, rtl_rep.jobs, strict=True):
         assert (a.M, a.K, a.N, a.bytes_in, a.bytes_out) == (b.M, b.K, b.N, b.bytes_in, b.bytes_out)
         assert abs(a.cycles - b.cycles) <= 0.01 * a.cycles + 8, (a, b)
 
@@ -248,7 +247,7 @@ def test_fpga_linear(shape, relu, accs):
 @st.composite
 def conv_configs(draw):
     groups = draw(st.integers(1, 3))
-    C, O = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
+    C, Co = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     H, W = draw(st.integers(1, 7)), draw(st.integers(1, 7))
     stride = draw(st.sampled_from([1, 2, 3, (1, 2), (2, 1)]))
@@ -256,7 +255,7 @@ def conv_configs(draw):
     padding = draw(st.sampled_from([0, 1, 2, (1, 0), (0, 2), "valid"] + (["same"] if stride == 1 else [])))
     mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
     batch = draw(st.sampled_from([None, 1, 2]))
-    return dict(C=C, O=O, k=(kh, kw), H=H, W=W, stride=stride, dilation=dilation, padding=padding, mode=mode,
+    return dict(C=C, Co=Co, k=(kh, kw), H=H, W=W, stride=stride, dilation=dilation, padding=padding, mode=mode,
                 groups=groups, batch=batch, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31 - 1)))
 
 
@@ -266,7 +265,7 @@ def test_conv_int32_path_property(cfg):
     """Integer-valued float weights with +-127 in every channel give s_w = 1 exactly; integer inputs in
     [-128, 127] with s_in = 1 quantize to themselves: the 'acc' output is then the int32 accumulator itself
     (|acc| < 2**24, exact in float32) and must equal torch's float64 conv of the same integers, exactly."""
-    conv = nn.Conv2d(cfg["C"], cfg["O"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
+    conv = nn.Conv2d(cfg["C"], cfg["Co"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
                      dilation=cfg["dilation"], groups=cfg["groups"], bias=cfg["bias"], padding_mode=cfg["mode"],
                      dtype=torch.float64)
     rng = np.random.default_rng(cfg["seed"])
@@ -277,7 +276,7 @@ def test_conv_int32_path_property(cfg):
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(W.astype(np.float64)))
         if conv.bias is not None:
-            conv.bias.copy_(torch.from_numpy(rng.integers(-5000, 5000, cfg["O"]).astype(np.float64)))
+            conv.bias.copy_(torch.from_numpy(rng.integers(-5000, 5000, cfg["Co"]).astype(np.float64)))
         try:
             ref = conv(x)
         except RuntimeError:                                    # torch rejects it (empty output, pad too large)
@@ -351,7 +350,7 @@ def test_offload_sequential_fuses_and_flows_int8(digits):
     assert all(s[1] == "Int8Activation" for s in seen[1:])
     assert seen[-1] == ("FPGALinear", "Int8Activation", "Tensor")
     layers = fpga_layers(om)
-    for a, b in zip(layers, layers[1:]):
+    for a, b in zip(layers, layers[1:], strict=False):
         assert b.q.s_in == a.q.s_out
     with torch.no_grad():
         ref = model(x)
@@ -430,7 +429,7 @@ def test_offload_single_layer_and_calibration_options(digits):
     # float64 data (e.g. numpy) for a float32 model, and percentile calibration (finer input and output steps)
     om = pf.offload(seq_model(), digits[0][:100].astype(np.float64), backend="model")
     op = pf.offload(seq_model(), X, backend="model", calibration="percentile")
-    for a, b in zip(fpga_layers(om), fpga_layers(op)):
+    for a, b in zip(fpga_layers(om), fpga_layers(op), strict=True):
         assert b.q.s_out <= a.q.s_out and b.q.s_in <= a.q.s_in
     with pytest.raises(ValueError, match="calibration must be"):
         pf.offload(seq_model(), X, backend="model", calibration="mse")
@@ -462,7 +461,7 @@ def test_digits_bit_identical_on_verilator(digits, digits_offloaded, accs):
     ov = pf.offload(dc.load_pretrained(), torch.from_numpy(digits[0]), accelerator=accs("verilator", "z1"))
     assert all(m.acc.backend.name == "verilator" for m in fpga_layers(ov))
     assert torch.equal(om(x), ov(x))
-    for a, b in zip(fpga_layers(om), fpga_layers(ov)):
+    for a, b in zip(fpga_layers(om), fpga_layers(ov), strict=True):
         assert_cycles_close(a.last_report, b.last_report)
 
 

@@ -1,6 +1,6 @@
 """overlays/conv_accel without Vivado: the Makefile's toolchain check, and the Vivado Tcl scripts run by tclsh
 against stub Vivado commands that record their arguments (addresses, IP parameters and interfaces must be the
-ones pytorch_fpga/hw/design.py describes). This is a check of the scripts' logic and of their agreement with
+ones pytorch_fpga/contract/design.py describes). This is a check of the scripts' logic and of their agreement with
 design.py, not of Vivado's behaviour: the real build has not run here."""
 import json
 import os
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytorch_fpga import accel
-from pytorch_fpga.hw import design
+from pytorch_fpga.contract import accel, design, rtl
 
 ROOT = Path(__file__).resolve().parents[1]
 OVL = ROOT / "overlays" / "conv_accel"
@@ -122,7 +121,8 @@ proc dump {path err} {
 DRIVER = r"""
 source {stubs}
 set ::STUB_VERSION {version}
-set ::GETPROP [dict create PROGRESS 100% STATUS {{write_bitstream Complete!}} DIRECTORY /stub/run STATS.WNS {wns} STATS.WHS 0.05]
+set ::GETPROP [dict create PROGRESS 100% STATUS {{write_bitstream Complete!}} DIRECTORY /stub/run \
+    STATS.WNS {wns} STATS.WHS 0.05]
 set ::HDL_PARAMS {{{hdl_params}}}
 set argv [list {args}]
 set argc [llength $argv]
@@ -187,8 +187,8 @@ def calls_of(calls, name):
 def test_params_target_writes_what_design_py_says(build):
     assert (build / "design_params.tcl").read_text() == design.tcl()
     extra = (build / "design_params.tcl").read_text()
-    assert f"set rtl_modules [list {' '.join(accel.RTL_MODULES)}]" in extra
-    assert "set rtl_includes [list conv_accel_regs.vh]" in extra
+    assert f"set rtl_modules [list {' '.join(rtl.RTL_MODULES)}]" in extra
+    assert "set rtl_includes [list regmap_generated.vh]" in extra
     for src, dst in design.CONNECTIONS:
         assert f"{{{src} {dst}}}" in extra
 
@@ -253,15 +253,15 @@ def test_package_ip_declares_the_ip_design_py_describes(build, tmp_path):
     for key, value in {"vendor": vendor, "library": library, "name": name, "version": version}.items():
         assert prop(props, "core", key) == value
 
-    # the RTL files of accel.RTL_MODULES and the header, copied into the IP, with the header as an include file
+    # the RTL files of rtl.RTL_MODULES and the header, copied into the IP, with the header as an include file
     src = build / "ip" / name / "src"
-    assert sorted(p.name for p in src.iterdir()) == sorted([f"{m}.v" for m in accel.RTL_MODULES]
-                                                           + ["conv_accel_regs.vh"])
+    assert sorted(p.name for p in src.iterdir()) == sorted([f"{m}.v" for m in rtl.RTL_MODULES]
+                                                           + ["regmap_generated.vh"])
     (added,) = calls_of(calls, "add_files")
     assert sorted(Path(f).name for f in added[1].split()) == sorted(p.name for p in src.iterdir())
-    assert prop(props, str(src / "conv_accel_regs.vh"), "file_type") == "Verilog Header"
+    assert prop(props, str(src / "regmap_generated.vh"), "file_type") == "Verilog Header"
     assert prop(props, "sources_1", "top") == "conv_accel"
-    assert prop(props, "file:fg:xilinx_anylanguagesynthesis:src/conv_accel_regs.vh", "is_include") == "true"
+    assert prop(props, "file:fg:xilinx_anylanguagesynthesis:src/regmap_generated.vh", "is_include") == "true"
 
     # interfaces: types, modes, and every port of rtl/conv_accel.v mapped exactly once
     kinds = {"s_axil": ("aximm", "slave"), "s_axis": ("axis", "slave"), "m_axis": ("axis", "master"),
@@ -363,7 +363,8 @@ def test_build_bd_wires_and_addresses_what_design_py_says(build, tmp_path, inter
         design.DMA_IP["parameters"]["C_M_AXI_MM2S_DATA_WIDTH"])
     assert prop(props, ps, "CONFIG.PCW_USE_M_AXI_GP0") == "1"
     (auto,) = calls_of(calls, "apply_bd_automation")
-    assert "xilinx.com:bd_rule:processing_system7" in auto and 'apply_board_preset "1"' in auto[auto.index("-config") + 1]
+    assert "xilinx.com:bd_rule:processing_system7" in auto
+    assert 'apply_board_preset "1"' in auto[auto.index("-config") + 1]
 
     # addresses: exactly design.py's
     got = _assignments(calls)

@@ -1,11 +1,15 @@
-"""The `pynq` backend (pytorch_fpga.pynq_driver) on the virtual PYNQ: bit-identical to `model` and `verilator`."""
+"""The `pynq` backend (pytorch_fpga.runtime.pynq_driver) on the virtual PYNQ: bit-identical to `model` and
+`verilator`."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 import pytorch_fpga as pf
-from pytorch_fpga import accel, backends
-from pytorch_fpga.hw import regmap, tools
+from pytorch_fpga.contract import accel, axi_dma, regmap
+from pytorch_fpga.runtime import backends
+from pytorch_fpga.sim import tools
 
 pytestmark = pytest.mark.skipif(not tools.available("verilator"), reason="the virtual PYNQ needs Verilator")
 pynq = pytest.importorskip("pynq")
@@ -17,9 +21,9 @@ def trio():
     b = {name: backends.get(name, "sim8") for name in ("model", "verilator", "pynq")}
     assert b["pynq"].virtual
     yield b
-    from pytorch_fpga import pynq_sim
+    from pytorch_fpga.sim import virtual_pynq
     dev = pynq.Device.active_device
-    if isinstance(dev, pynq_sim.VirtualDevice):
+    if isinstance(dev, virtual_pynq.VirtualDevice):
         dev.close()
 
 
@@ -54,9 +58,11 @@ def test_the_driver_reads_the_build_and_names_a_timeout(trio):
     assert ol.accel.read_reg("ID") == regmap.MAGIC
     job = accel.pack_job(np.ones((4, 4), np.int8), np.ones((4, 4), np.int8), out_int32=True, cfg="sim8")
     job.stream = job.stream[:-8]                                  # one beat short: the job can never finish
-    with pytest.raises((TimeoutError, RuntimeError), match="MM2S|S2MM|DONE|error"):
-        ol.run_job(job, timeout_s=0.5)
-    ol.accel.write_reg("CTRL", 2)                                 # soft reset, then a fresh DMA
+    with pytest.raises((TimeoutError, RuntimeError), match=r"AXI DMA S2MM \(receive\) channel") as e:
+        ol.run_job(job, timeout_s=0.5)                            # MM2S finishes, S2MM never sees tlast
+    m = re.search(r"status (0x[0-9a-f]+) \((.+?)\)", str(e.value))    # the channel's status, decoded
+    assert m and m[2] == axi_dma.status_text(int(m[1], 16)), str(e.value)
+    ol.accel.write_reg("CTRL", regmap.CTRL_SOFT_RESET)                                 # soft reset, then a fresh DMA
     trio["pynq"].overlay = type(ol)()
     Y, _ = trio["pynq"].run(accel.pack_job(np.ones((4, 4), np.int8), np.ones((4, 4), np.int8),
                                            out_int32=True, cfg="sim8"))
@@ -64,7 +70,7 @@ def test_the_driver_reads_the_build_and_names_a_timeout(trio):
 
 
 def test_offload_on_the_pynq_backend_matches_the_model(trio):
-    from pytorch_fpga.datasets import load_digits_split
+    from pytorch_fpga.core.datasets import load_digits_split
     from pytorch_fpga.nn import digits_cnn
     Xtr, _, Xte, yte = load_digits_split()
     model = digits_cnn.load_pretrained()

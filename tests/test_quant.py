@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import pytorch_fpga as pf
-from pytorch_fpga import quant as pq
-from pytorch_fpga.conv import conv2d
+from pytorch_fpga.core import quant as pq
+from pytorch_fpga.core.conv import conv2d
 
 # torch 2.13 deprecates its quantized tensors; they are still the reference for what int8 quantization means.
 pytestmark = pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
@@ -83,9 +83,9 @@ def test_random_against_bigint():
     m = rng.integers(0, 2**31, 4000)
     shift = rng.integers(pq.SHIFT_MIN, pq.SHIFT_MAX + 1, 4000)
     got = pq.requantize(acc, m, shift)
-    assert got.tolist() == [ref_requant(int(a), int(b), int(s)) for a, b, s in zip(acc, m, shift)]
+    assert got.tolist() == [ref_requant(int(a), int(b), int(s)) for a, b, s in zip(acc, m, shift, strict=True)]
     got = pq.requantize(acc, m, shift, relu=True)
-    assert got.tolist() == [ref_requant(int(a), int(b), int(s), True) for a, b, s in zip(acc, m, shift)]
+    assert got.tolist() == [ref_requant(int(a), int(b), int(s), True) for a, b, s in zip(acc, m, shift, strict=True)]
 
 
 def test_saturation_and_relu():
@@ -130,8 +130,9 @@ def test_requantize_errors():
 # --- quantize_multiplier -----------------------------------------------------------------------------------
 def test_quantize_multiplier_accuracy():
     rng = np.random.default_rng(7)
-    Ms = np.concatenate([2.0 ** rng.uniform(-32, 29.9, 3000), [1.0, 0.5, 2**-32, 2**29, 1 - 2**-53, 1e-5, 2.0**30 - 0.26,
-                                                              np.nextafter(1.0, 0), 0.999999999]])
+    Ms = np.concatenate([2.0 ** rng.uniform(-32, 29.9, 3000),
+                         [1.0, 0.5, 2**-32, 2**29, 1 - 2**-53, 1e-5, 2.0**30 - 0.26, np.nextafter(1.0, 0),
+                          0.999999999]])
     for M in Ms:
         m, shift = pq.quantize_multiplier(float(M))
         assert isinstance(m, int) and isinstance(shift, int)
@@ -218,7 +219,8 @@ def test_per_channel_matches_torch():
                                         torch.qint8).int_repr().numpy()
     np.testing.assert_array_equal(pq.quantize(w2, s2, axis=0), theirs)
     # axis=1 too.
-    theirs = torch.quantize_per_channel(torch.tensor(w2[:4, :5]), torch.tensor(s2[:5]), torch.zeros(5, dtype=torch.long),
+    theirs = torch.quantize_per_channel(torch.tensor(w2[:4, :5]), torch.tensor(s2[:5]),
+                                        torch.zeros(5, dtype=torch.long),
                                         1, torch.qint8).int_repr().numpy()
     np.testing.assert_array_equal(pq.quantize(w2[:4, :5], s2[:5], axis=1), theirs)
 
@@ -337,3 +339,15 @@ def test_quantized_linear_with_gemm_int8():
             + x.shape[1] * s_x * L.s_w / 4 + s_x * L.s_w / 2)
     assert np.all(err <= e_in + s_y * (0.5 + 1e-6) + 1e-9)
     np.testing.assert_array_equal(qy, pq.requantize(acc, L.m, L.shift))   # per-channel on the last axis
+
+
+def test_sqnr_by_hand_and_per_axis():
+    # signal power 3**2 + 4**2 = 25, noise power 1**2 = 1: 10 log10(25) dB
+    assert math.isclose(pf.quant.sqnr([3.0, 4.0], [3.0, 3.0]), 10 * math.log10(25))
+    ref = np.array([[1.0, 2.0], [10.0, 0.0]])
+    approx = np.array([[1.5, 2.0], [10.0, 1.0]])
+    np.testing.assert_allclose(pf.quant.sqnr(ref, approx, axis=1), [10 * math.log10(5 / 0.25), 20.0])
+    s = 0.05
+    x = np.linspace(-1, 1, 1001)
+    noisy = pf.quant.dequantize(pf.quant.quantize(x, s), s)       # uniform rounding noise: about s**2 / 12
+    assert abs(pf.quant.sqnr(x, noisy) - 10 * math.log10(np.mean(x**2) / (s**2 / 12))) < 0.5

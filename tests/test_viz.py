@@ -18,7 +18,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import pytorch_fpga as pf  # noqa: E402
-from pytorch_fpga import viz  # noqa: E402
+from pytorch_fpga.viz import conv as viz  # noqa: E402
 
 # torch warns that 'same' with an even kernel may copy the input; that is a case we draw.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same'")

@@ -1,7 +1,7 @@
-"""pf.viz_accel headless (Agg): roofs, cycle bounds, shape sweeps and the charts against the library's numbers.
+"""pf.viz.accel headless (Agg): roofs, cycle bounds, shape sweeps and the charts against the library's numbers.
 
 Oracles: pf.accel.cycle_model (the 'model' backend) and, for the cycle bounds, the Verilated RTL (sim8,
-pf.hw.vsim); pf.Accelerator('model') reports; the configurations' parameters.
+pf.sim.verilated); pf.Accelerator('model') reports; the configurations' parameters.
 """
 import math
 import subprocess
@@ -16,8 +16,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import pytorch_fpga as pf  # noqa: E402
-from pytorch_fpga import accel  # noqa: E402
-from pytorch_fpga import viz_accel as va  # noqa: E402
+from pytorch_fpga.contract import accel  # noqa: E402
+from pytorch_fpga.viz import accel as va  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +54,8 @@ def test_roofs_z1_and_sim8():
     assert r["bandwidth_gbs"] == pytest.approx(0.8)
     assert r["ridge"] == 64
     assert va.roofs("sim8")["peak_gops"] == pytest.approx(12.8)
-    I = np.array([1.0, 10.0, 64.0, 100.0, 1000.0])
-    np.testing.assert_allclose(va.attainable_gops(I, "z1"), [0.8, 8.0, 51.2, 51.2, 51.2])
+    intensity = np.array([1.0, 10.0, 64.0, 100.0, 1000.0])
+    np.testing.assert_allclose(va.attainable_gops(intensity, "z1"), [0.8, 8.0, 51.2, 51.2, 51.2])
 
 
 def test_buffer_sizes_follow_the_config():
@@ -80,9 +80,9 @@ def test_cycle_bounds_never_exceed_the_cycle_model(cfg):
 
 
 def test_cycle_bounds_never_exceed_the_rtl():
-    from pytorch_fpga.hw import vsim
+    from pytorch_fpga.sim import verilated
     rng = np.random.default_rng(4)
-    with vsim.VerilatedAccel("sim8") as sim:
+    with verilated.VerilatedAccel("sim8") as sim:
         for M, K, N, m_tile in random_shapes(rng, "sim8", 25):
             X = rng.integers(-128, 128, (M, K)).astype(np.int8)
             W = rng.integers(-128, 128, (K, N)).astype(np.int8)
@@ -105,7 +105,7 @@ def test_cycle_bounds_by_hand():
 def test_shape_sweep_matches_the_model_backend():
     acc = pf.Accelerator("model", "z1")
     s = va.shape_sweep("N", [8, 40, 100], M=200, K=100)
-    for n, u, c in zip(s["values"], s["utilization"], s["cycles"]):
+    for n, u, c in zip(s["values"], s["utilization"], s["cycles"], strict=True):
         rng = np.random.default_rng(int(n))
         X = rng.integers(-128, 128, (200, 100)).astype(np.int8)
         W = rng.integers(-128, 128, (100, int(n))).astype(np.int8)
@@ -178,7 +178,7 @@ def test_draw_system_blocks_and_labels():
 
 
 def test_module_imports_numpy_only():
-    code = ("import sys, pytorch_fpga.viz_accel as v; "
+    code = ("import sys, pytorch_fpga.viz.accel as v; "
             "bad = [m for m in ('matplotlib', 'ipywidgets', 'torch', 'PIL', 'IPython') if m in sys.modules]; "
             "assert not bad, bad; assert set(v.__all__) <= set(dir(v))")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,6 +1,7 @@
-"""pf.viz_array headless (Agg): the animator draws the stepped model's trace; the charts draw the library's numbers.
+"""pf.viz.array and pf.viz.dataflow_charts headless (Agg): the animator draws the stepped model's trace; the
+charts draw the library's numbers.
 
-Oracles: pf.dataflow.simulate's Trace (active / fold per PE and cycle), pf.dataflow.utilization_sweep,
+Oracles: pf.dataflow.simulate's ArrayTrace (active / fold per PE and cycle), pf.dataflow.utilization_sweep,
 access_counts, layer_table and pf.scalesim_ref.compare (the committed SCALE-Sim results).
 """
 import re
@@ -17,7 +18,8 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
 import pytorch_fpga as pf  # noqa: E402
-from pytorch_fpga import viz_array as va  # noqa: E402
+from pytorch_fpga.viz import array as va  # noqa: E402
+from pytorch_fpga.viz import dataflow_charts as dc  # noqa: E402
 
 DFS = pf.dataflow.DATAFLOWS
 
@@ -143,14 +145,14 @@ def test_animate_html_embeds_the_expected_frames(runs):
 def test_utilization_lines_are_the_sweep():
     values = [1, 7, 16, 17, 40, 64, 100]
     for dim in ("M", "K", "N"):
-        fig = va.plot_utilization_vs_shape(values, dim, M=50, K=70, N=20, rows=8, cols=8)
+        fig = dc.plot_utilization_vs_shape(values, dim, M=50, K=70, N=20, rows=8, cols=8)
         sweep = pf.dataflow.utilization_sweep(values, dim, 50, 70, 20, 8, 8)
         lines = {ln.get_gid(): ln for ln in fig.axes[0].lines}
         assert set(lines) == {f"util-{df}" for df in DFS}
         for df in DFS:
             np.testing.assert_array_equal(lines[f"util-{df}"].get_xdata(), values)
             np.testing.assert_allclose(lines[f"util-{df}"].get_ydata(), sweep["utilization"][df], rtol=0, atol=0)
-            for v, u in zip(values, lines[f"util-{df}"].get_ydata()):
+            for v, u in zip(values, lines[f"util-{df}"].get_ydata(), strict=True):
                 shape = {"M": 50, "K": 70, "N": 20, dim: v}
                 assert u == pytest.approx(pf.dataflow.utilization_formula(shape["M"], shape["K"], shape["N"],
                                                                           8, 8, df))
@@ -158,10 +160,10 @@ def test_utilization_lines_are_the_sweep():
 
 def test_reuse_bars_are_the_access_counts():
     M, K, N, R, C = 196, 576, 64, 16, 16                       # X and W spill their 64 KiB buffers
-    fig = va.plot_reuse(M, K, N, R, C)
+    fig = dc.plot_reuse(M, K, N, R, C)
     bars = {p.get_gid(): p for ax in fig.axes for p in ax.patches if p.get_gid()}
     assert len(bars) == 2 * 3 * 3
-    table = va.reuse_table(M, K, N, R, C)
+    table = dc.reuse_table(M, K, N, R, C)
     for df in DFS:
         acc = pf.dataflow.access_counts(M, K, N, R, C, df)
         for op, a in acc.items():
@@ -178,7 +180,7 @@ def test_reuse_bars_are_the_access_counts():
 
 def test_layer_cycle_bars():
     table = pf.scalesim_ref.compare()
-    fig = va.plot_layer_cycles(table, dataflows=("ws", "os"))
+    fig = dc.plot_layer_cycles(table, dataflows=("ws", "os"))
     ax = fig.axes[0]
     conts = {c.get_label(): c for c in ax.containers}
     assert set(conts) == {"ws ours", "ws SCALE-Sim", "os ours", "os SCALE-Sim"}
@@ -189,17 +191,17 @@ def test_layer_cycle_bars():
         assert [b.get_gid() for b in conts[f"{df} ours"]] == [f"{df} ours-{r['layer']}" for r in rows]
     layers = pf.scalesim_ref.default_layers()
     lt = pf.dataflow.layer_table(layers, 8, 8)
-    ax2 = va.plot_layer_cycles(lt).axes[0]
+    ax2 = dc.plot_layer_cycles(lt).axes[0]
     conts2 = {c.get_label(): c for c in ax2.containers}
     assert set(conts2) == set(DFS)
     for df in DFS:
         assert [b.get_height() for b in conts2[df]] == [pf.dataflow.conv_cycles(la, 8, 8, df) for la in layers]
-    assert {c.get_label() for c in va.plot_layer_cycles().axes[0].containers} == \
+    assert {c.get_label() for c in dc.plot_layer_cycles().axes[0].containers} == \
         {f"{df} {w}" for df in DFS for w in ("ours", "SCALE-Sim")}
 
 
 def test_import_stays_numpy_only():
-    code = ("import sys, pytorch_fpga, pytorch_fpga.viz_array as v; "
+    code = ("import sys, pytorch_fpga, pytorch_fpga.viz.array as v, pytorch_fpga.viz.dataflow_charts as d; "
             "bad = [m for m in ('matplotlib', 'ipywidgets', 'torch', 'PIL', 'IPython') if m in sys.modules]; "
-            "assert not bad, bad; assert set(v.__all__) <= set(dir(v))")
+            "assert not bad, bad; assert set(v.__all__) <= set(dir(v)) and set(d.__all__) <= set(dir(d))")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,7 +1,8 @@
-"""pf.hw.waves: VCD loading (vcdvcd), per-cycle sampling and drawing; a PE run's VCD against pf.gemm.mac.
+"""pf.viz.waves: VCD loading (vcdvcd), per-cycle sampling and drawing; a PE run's VCD against pf.gemm.mac;
+pf.sim.cocotb_runner's VCD runs and results tables; pf.sim.array_rtl.gemm with waves.
 
-Oracles: a hand-written VCD whose values are known, and the library's PE model pf.gemm.mac applied to the
-sampled inputs of the Verilated rtl/pe.v, cycle by cycle.
+Oracles: a hand-written VCD whose values are known, the library's PE model pf.gemm.mac applied to the
+sampled inputs of the Verilated rtl/pe.v, cycle by cycle, cocotb's own get_results, and pf.systolic's timing.
 """
 import matplotlib
 
@@ -12,7 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import pytorch_fpga as pf  # noqa: E402
-from pytorch_fpga.hw import cocotb_run, tools, waves  # noqa: E402
+from pytorch_fpga.sim import cocotb_runner, tools
+from pytorch_fpga.viz import waves  # noqa: E402
 
 pytest.importorskip("vcdvcd")
 
@@ -129,7 +131,29 @@ def test_plot_waves_draws_clock_bits_and_labelled_buses(vcd_file):
 
 def test_icarus_is_refused_with_a_reason():
     with pytest.raises(ValueError, match="FST"):
-        waves.run_with_waves("pe", ["pe"], "test_pe", sim="icarus")
+        cocotb_runner.run_with_waves("pe", ["pe"], "test_pe", sim="icarus")
+
+
+RESULTS_XML = """<testsuites>
+  <testsuite name="all" package="all" tests="3" failures="1" errors="1">
+    <testcase classname="test_x" name="one" time="0.1"/>
+    <testcase classname="test_x" name="two" time="0.1"><failure message="boom"/></testcase>
+    <testcase classname="test_y" name="three" time="0.1"><error message="oops"/></testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_results_table_against_cocotbs_counts(tmp_path):
+    from cocotb_tools.runner import get_results
+
+    xml = tmp_path / "results.xml"
+    xml.write_text(RESULTS_XML)
+    ntests, nfailed = get_results(xml)
+    assert cocotb_runner.results_table(xml).splitlines() == [
+        "PASS  test_x.one", "FAIL  test_x.two", "FAIL  test_y.three",
+        f"TESTS={ntests} PASS={ntests - nfailed} FAIL={nfailed}"]
+    assert cocotb_runner.repo_relative(tools.TB_DIR / "pe" / "test_pe.py") == "tb/pe/test_pe.py"
 
 
 @pytest.mark.slow
@@ -137,10 +161,10 @@ def test_pe_vcd_matches_gemm_mac_cycle_by_cycle():
     """Verilated pe.v with a VCD: psum_out at cycle k+1 == pf.gemm.mac(psum_in, a_in, w[a_sel_in]) at cycle k."""
     if not tools.available("verilator"):
         pytest.skip("verilator is not installed")
-    vcd = waves.run_with_waves("pe", ["pe"], "test_pe", "verilator", parameters={"USE_DSP": 1},
-                               test_dir=tools.TB_DIR / "pe", testcase="mac_random_and_extremes")
-    assert vcd.parent == waves.waves_build_dir("pe", "verilator", {"USE_DSP": 1})
-    assert vcd.parent != cocotb_run.build_dir("pe", "verilator", {"USE_DSP": 1})
+    vcd = cocotb_runner.run_with_waves("pe", ["pe"], "test_pe", "verilator", parameters={"USE_DSP": 1},
+                                       test_dir=tools.TB_DIR / "pe", testcase="mac_random_and_extremes")
+    assert vcd.parent == cocotb_runner.build_dir("pe", "verilator", {"USE_DSP": 1}, waves=True)
+    assert vcd.parent != cocotb_runner.build_dir("pe", "verilator", {"USE_DSP": 1})
     w = waves.load_vcd(vcd, ["ce", "a_in", "a_sel_in", "psum_in", "psum_out", "w0", "w1", "a_out"])
     s = w.cycles(signed=["a_in", "psum_in", "psum_out", "w0", "w1", "a_out"])
     w_use = np.where(s["a_sel_in"] == 1, s["w1"], s["w0"])
@@ -151,3 +175,21 @@ def test_pe_vcd_matches_gemm_mac_cycle_by_cycle():
     assert enabled.sum() >= 400                                  # the test's 400 MACs and its weight loads
     exact = s["psum_in"] + s["a_in"] * w_use
     assert np.sum((exact < pf.gemm.INT32_MIN) | (exact > pf.gemm.INT32_MAX)) > 0   # some of them wrapped
+
+
+@pytest.mark.slow
+def test_array_gemm_with_waves_matches_numpy_and_the_latency():
+    """array_rtl.gemm(waves=True): the result is numpy's, and in the VCD every Y row leaves LAT cycles after its x."""
+    if not tools.available("verilator"):
+        pytest.skip("verilator is not installed")
+    from pytorch_fpga.sim import array_rtl
+
+    rng = np.random.default_rng(4)
+    X, W = pf.gemm.random_int8(rng, (5, 4)), pf.gemm.random_int8(rng, (4, 3))
+    Y, cycles, vcd = array_rtl.gemm(X, W, 4, 4, waves=True, name="waves_test_array")
+    np.testing.assert_array_equal(Y, X.astype(np.int64) @ W.astype(np.int64))
+    assert vcd.name == "waves_test_array.vcd" and cycles == pf.systolic.ws_cycles(5, 4, 3, 4, 4)
+    s = waves.load_vcd(vcd, ["s_axis_x_tvalid", "s_axis_x_tready", "m_axis_y_tvalid", "m_axis_y_tready"]).cycles()
+    x_in = np.flatnonzero((s["s_axis_x_tvalid"] == 1) & (s["s_axis_x_tready"] == 1))
+    y_out = np.flatnonzero((s["m_axis_y_tvalid"] == 1) & (s["m_axis_y_tready"] == 1))
+    np.testing.assert_array_equal(y_out, x_in + pf.systolic.latency(4, 4))

@@ -3,7 +3,7 @@
 #   cd build && vivado -mode batch -source ../build_bd.tcl -tclargs build=<build dir>      (`make` does this)
 #
 # Needs the packaged accelerator IP (package_ip.tcl, `make ip`) and the design's parameters (`make params`),
-# both generated from pytorch_fpga/hw/design.py; nothing design-specific is typed here.
+# both generated from pytorch_fpga/contract/design.py; nothing design-specific is typed here.
 #
 #   PS7 M_AXI_GP0 -> ps7_0_axi_periph (axi_interconnect) -> axi_dma_0/S_AXI_LITE     @ dma_base,   dma_range
 #                                                        -> conv_accel_0/s_axil      @ accel_base, accel_range

@@ -1,4 +1,4 @@
-"""Check a built conv_accel.hwh against pytorch_fpga/hw/design.py (run by `make` after the bitstream).
+"""Check a built conv_accel.hwh against pytorch_fpga/contract/design.py (run by `make` after the bitstream).
 
     python overlays/conv_accel/check_hwh.py [overlays/conv_accel/conv_accel.hwh]
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))     # the repository root, for pytorch_fpga
 
-from pytorch_fpga.hw import design  # noqa: E402
+from pytorch_fpga.contract import design  # noqa: E402
 
 
 def _int(text: str):
@@ -64,5 +64,5 @@ if __name__ == "__main__":
     found = check(path)
     for line in found:
         print(f"MISMATCH {line}")
-    print(f"{path}: {'matches' if not found else 'does NOT match'} pytorch_fpga/hw/design.py")
+    print(f"{path}: {'matches' if not found else 'does NOT match'} pytorch_fpga/contract/design.py")
     sys.exit(1 if found else 0)

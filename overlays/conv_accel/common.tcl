@@ -26,11 +26,11 @@ foreach arg $argv {
 set opt(build) [file normalize $opt(build)]
 set opt(out) [file normalize $opt(out)]
 
-# The single design description, pytorch_fpga/hw/design.py, as Tcl (the Makefile's `params` target writes these).
+# The single design description, pytorch_fpga/contract/design.py, as Tcl (the Makefile's `params` target writes these).
 foreach params_file {design_params.tcl} {
     set path [file join $opt(build) $params_file]
     if {![file exists $path]} {
-        error "$path is missing: run `make params` in overlays/conv_accel (it runs python -m pytorch_fpga.hw.design --tcl)"
+        error "$path is missing: run `make params` in overlays/conv_accel (it runs python -m pytorch_fpga.contract.design --tcl)"
     }
     source $path
 }

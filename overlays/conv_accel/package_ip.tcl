@@ -37,7 +37,7 @@ foreach module $rtl_modules {
 set headers {}
 foreach inc $rtl_includes {
     set f [file join $rtl_dir $inc]
-    if {![file exists $f]} { error "$f does not exist: run `python -m pytorch_fpga.hw.regmap`" }
+    if {![file exists $f]} { error "$f does not exist: run `python -m pytorch_fpga.contract.regmap`" }
     file copy -force $f $src_dir
     lappend headers [file join $src_dir $inc]
 }
@@ -57,7 +57,7 @@ set_property name $ip_name $core
 set_property version $ip_version $core
 set_property display_name "conv_accel (pytorch_fpga int8 conv/GEMM accelerator)" $core
 set_property description "ROWS x COLS weight-stationary int8 systolic array behind AXI4-Stream (job in, results\
-    out, for an AXI DMA in simple mode) and an AXI4-Lite register file (pytorch_fpga/hw/regmap.py)" $core
+    out, for an AXI DMA in simple mode) and an AXI4-Lite register file (pytorch_fpga/contract/regmap.py)" $core
 set_property vendor_display_name pytorch_fpga $core
 set_property supported_families {zynq Production} $core
 set_property core_revision 1 $core

@@ -3,6 +3,6 @@
 This subpackage is the only part of the library that imports torch; everything else needs numpy alone,
 so the board-side runtime never pulls torch in.
 """
-from .modules import FPGAConv2d, FPGALinear, Int8Activation, Int8Through, fuse_bn  # noqa: F401
-from .offload import choose_backend, fpga_layers, offload  # noqa: F401
-from .profile import Profile, profile  # noqa: F401
+from pytorch_fpga.nn.modules import FPGAConv2d, FPGALinear, Int8Activation, Int8Through, fuse_bn  # noqa: F401
+from pytorch_fpga.nn.offload import CalibrationWarning, choose_backend, fpga_layers, offload  # noqa: F401
+from pytorch_fpga.nn.profile import Profile, profile  # noqa: F401

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import conv as pconv
-from .. import gemm as pgemm
-from .. import quant as pq
-from ..datasets import load_digits_split
-from .modules import fuse_bn  # noqa: F401  (BatchNorm folding; digits_cnn.fuse_bn for the notebooks)
+from pytorch_fpga.core import conv as pconv
+from pytorch_fpga.core import gemm as pgemm
+from pytorch_fpga.core import quant as pq
+from pytorch_fpga.core.datasets import load_digits_split
+from pytorch_fpga.nn.modules import fuse_bn  # noqa: F401  (BatchNorm folding; digits_cnn.fuse_bn for the notebooks)
 
 CHECKPOINT = Path(__file__).resolve().parent.parent / "data" / "digits_cnn.pt"
 DEFAULT_EPOCHS = 15

@@ -1,11 +1,15 @@
 """FPGAConv2d and FPGALinear: inference modules whose int8 work runs on conv_accel through pf.Accelerator."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
 
-from .. import quant, runtime
+from pytorch_fpga.core import quant
+from pytorch_fpga.runtime import accelerator as runtime
+from pytorch_fpga.runtime import compiler
 
 OUTPUTS = ("int8", "float", "acc")
 
@@ -74,7 +78,27 @@ class _FPGALayer(nn.Module):
         self.output = output
         self.layer_name = name
         self.last_report = None
+        self.reset_saturation()
         self.train(False)
+
+    def reset_saturation(self) -> None:
+        """Zero the saturation counters (inputs clipped when quantized, int8 outputs at -128 or 127)."""
+        self.saturation = {"inputs": 0, "inputs_clipped": 0, "outputs": 0, "outputs_at_limit": 0}
+        self._range_warned = False
+
+    def _count_input(self, xs: np.ndarray) -> None:
+        """Count inputs (in units of the input scale) that quantizing clips; warn once when far out of range."""
+        r = np.rint(xs)
+        clipped = int(np.count_nonzero((r > 127) | (r < -128)))
+        self.saturation["inputs"] += xs.size
+        self.saturation["inputs_clipped"] += clipped
+        peak = float(np.abs(xs).max(initial=0.0)) / 127
+        if peak > 2 and not self._range_warned:
+            self._range_warned = True
+            warnings.warn(f"{type(self).__name__} '{self.layer_name}': inputs reach {peak:.1f}x the calibrated "
+                          f"range (|x| up to {peak * 127 * self.q.s_in:.4g}, calibrated {127 * self.q.s_in:.4g}); "
+                          f"{clipped} of {xs.size} values were clipped to int8. Calibrate with data like these "
+                          "inputs (pf.offload(model, data))", RuntimeWarning, stacklevel=4)
 
     def train(self, mode: bool = True):
         if mode:
@@ -95,9 +119,14 @@ class _FPGALayer(nn.Module):
         if not x.is_floating_point():
             raise TypeError(f"{type(self).__name__} '{self.layer_name}' expects float input (it quantizes it with "
                             f"scale {self.q.s_in:.3g}), got {x.dtype}; convert with .float()")
-        return quant.quantize(x.detach().cpu().double().numpy(), self.q.s_in)
+        xd = x.detach().cpu().double().numpy()
+        self._count_input(xd / self.q.s_in)
+        return quant.quantize(xd, self.q.s_in)
 
     def _result(self, Y: np.ndarray) -> torch.Tensor:
+        if self.output != "acc":                                 # int8 outputs: count those at the limits
+            self.saturation["outputs"] += Y.size
+            self.saturation["outputs_at_limit"] += int(np.count_nonzero((Y == 127) | (Y == -128)))
         if self.output == "int8":
             return Int8Activation(torch.from_numpy(np.ascontiguousarray(Y)), self.q.s_out)
         if self.output == "float":
@@ -121,13 +150,14 @@ class FPGAConv2d(_FPGALayer):
 
     @classmethod
     def from_float(cls, conv: nn.Conv2d, s_in: float, s_out: float, bn: nn.BatchNorm2d | None = None,
-                   relu: bool = False, accelerator=None, output="float", name="conv") -> "FPGAConv2d":
+                   relu: bool = False, accelerator=None, output="float", name="conv") -> FPGAConv2d:
         """Quantize a float Conv2d (+ BatchNorm2d, + ReLU) for activation scales s_in -> s_out."""
         if not isinstance(conv, nn.Conv2d):
             raise TypeError(f"{name}: FPGAConv2d.from_float takes an nn.Conv2d, got {type(conv).__name__} "
                             "(supported: nn.Conv2d and nn.Linear)")
         W, b = fuse_bn(conv, bn)
         q = quant.quantize_layer(W, b, s_in, s_out, relu=relu)
+        compiler.check_accumulator(q.w_int8.reshape(q.w_int8.shape[0], -1).T, q.bias_int32, f"layer '{name}'")
         args = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                     padding_mode=conv.padding_mode)
         return cls(q, args, accelerator, output, name)
@@ -136,13 +166,6 @@ class FPGAConv2d(_FPGALayer):
         X = self._int8_input(x)
         if X.ndim not in (3, 4):
             raise ValueError(f"FPGAConv2d '{self.layer_name}' expects (N, C, H, W) or (C, H, W), got {tuple(X.shape)}")
-        if X.ndim == 4 and X.shape[0] == 0:                      # an empty batch: shape only
-            from .. import conv
-            _, _, _, _, O, _, _, _, _, _, Ho, Wo = conv._geometry((1, *X.shape[1:]), self.q.w_int8.shape,
-                                                                   self.conv_args["stride"], self.conv_args["padding"],
-                                                                   self.conv_args["dilation"], self.conv_args["groups"])
-            self.last_report = self.acc._report(0)                 # no job ran: 0 MACs, 0 cycles
-            return self._result(np.zeros((0, O, Ho, Wo), np.int32 if self.output == "acc" else np.int8))
         if self.output == "acc":
             Y, self.last_report = self.acc.conv2d(X, self.q.w_int8, self.q.bias_int32, out_int32=True,
                                                   **self.conv_args)
@@ -156,12 +179,14 @@ class FPGALinear(_FPGALayer):
 
     @classmethod
     def from_float(cls, linear: nn.Linear, s_in: float, s_out: float, relu: bool = False, accelerator=None,
-                   output="float", name="linear") -> "FPGALinear":
+                   output="float", name="linear") -> FPGALinear:
         """Quantize a float Linear (+ ReLU) for activation scales s_in -> s_out."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"{name}: FPGALinear.from_float takes an nn.Linear, got {type(linear).__name__}")
         W, b = fuse_bn(linear)
-        return cls(quant.quantize_layer(W, b, s_in, s_out, relu=relu), accelerator, output, name)
+        q = quant.quantize_layer(W, b, s_in, s_out, relu=relu)
+        compiler.check_accumulator(q.w_int8.T, q.bias_int32, f"layer '{name}'")
+        return cls(q, accelerator, output, name)
 
     def forward(self, x):
         X = self._int8_input(x)

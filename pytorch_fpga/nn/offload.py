@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import backends, quant, runtime
-from .modules import FPGAConv2d, FPGALinear, Int8Through
+from pytorch_fpga.core import quant
+from pytorch_fpga.nn.modules import FPGAConv2d, FPGALinear, Int8Through
+from pytorch_fpga.runtime import accelerator as runtime
+from pytorch_fpga.runtime import backends
 
 # Modules that work on int8 (torch qint8) tensors unchanged, so int8 can flow through them between layers.
 INT8_SAFE = (nn.MaxPool2d, nn.Flatten, nn.ReLU, nn.Identity, nn.Dropout)
@@ -69,7 +71,7 @@ def _find_sites(module: nn.Module, prefix: str = "") -> list[_Site]:
 
 def _link(sites: list[_Site]) -> None:
     """Mark pairs of sites in one Sequential joined only by INT8_SAFE modules: int8 flows between them."""
-    for a, b in zip(sites, sites[1:]):
+    for a, b in zip(sites, sites[1:], strict=False):
         if a.parent is not b.parent or not isinstance(a.parent, nn.Sequential):
             continue
         keys = list(a.parent._modules)
@@ -80,17 +82,44 @@ def _link(sites: list[_Site]) -> None:
             a.between = [k for k in keys[start:keys.index(b.key)]]
 
 
+class CalibrationWarning(UserWarning):
+    """Calibration data that gives a layer a useless scale (zeros only, a dead ReLU, constant data)."""
+
+
+def _check_data(data: torch.Tensor, batch_size) -> None:
+    """Raise on calibration data or batch sizes that cannot calibrate; warn on constant data."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer (images per calibration forward pass), "
+                         f"got {batch_size!r}")
+    bad = ~torch.isfinite(data)
+    if bad.any():
+        idx = sorted({int(i) for i in bad.reshape(len(data), -1).any(dim=1).nonzero().flatten()[:5]})
+        raise ValueError(f"calibration_data has NaN or inf values (in samples {idx}"
+                         f"{' ...' if int(bad.reshape(len(data), -1).any(dim=1).sum()) > 5 else ''}): "
+                         "remove or repair those samples before pf.offload")
+    if data.numel() > 1 and float(data.max()) == float(data.min()):
+        warnings.warn(f"calibration_data is constant (every value is {float(data.min()):g}): each layer's "
+                      "scales fit that one input only; calibrate with representative inputs (e.g. 100 images)",
+                      CalibrationWarning, stacklevel=4)
+
+
 def _calibrate(model, sites, data, method: str, batch_size: int):
     """Per site: activation scales of its input and (fused) output from the float model on `data`."""
     if method not in ("minmax", "percentile"):
         raise ValueError(f"calibration must be 'minmax' or 'percentile', got {method!r}")
+    _check_data(data, batch_size)
     pct = method == "percentile"
     amax = {"in": {}, "out": {}}
     samples = {"in": {}, "out": {}}          # percentile: the |values| of each site's input and output
-    hooks = []
+    hooks, batch = [], [0, 0]                # the batch being run: first and last sample
 
     def rec(side, key, t):
-        t = t.detach().abs().float()
+        t = t.detach().float()
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"layer '{key}': its {side}put has NaN or inf on calibration samples "
+                             f"{batch[0]}..{batch[1]} (batch_size {batch_size}): the float model itself produces "
+                             "them there; check those inputs and the layers before it")
+        t = t.abs()
         d = amax[side]
         d[key] = max(d.get(key, 0.0), float(t.max())) if t.numel() else d.get(key, 0.0)
         if pct:
@@ -103,12 +132,28 @@ def _calibrate(model, sites, data, method: str, batch_size: int):
     try:
         with torch.no_grad():
             for i in range(0, len(data), batch_size):
+                batch[:] = [i, min(len(data), i + batch_size) - 1]
                 model(data[i:i + batch_size])
     finally:
         for h in hooks:
             h.remove()
 
-    def scale_of(side, name):                  # a layer the data never reached gets scale 1.0
+    for s in sites:
+        if s.name not in amax["in"]:
+            raise ValueError(f"layer '{s.name}' never ran on the calibration data, so it has no scales: is it "
+                             "called in the model's forward()? Offload a model whose layers all run")
+        if amax["in"][s.name] == 0.0:
+            warnings.warn(f"layer '{s.name}': its input was 0 for every calibration sample, so its input scale is "
+                          "a placeholder (1.0); calibrate with inputs that reach this layer", CalibrationWarning,
+                          stacklevel=3)
+        elif amax["out"][s.name] == 0.0:
+            what = "its fused ReLU output" if s.relu_key is not None else "its output"
+            warnings.warn(f"layer '{s.name}': {what} was 0 for every calibration sample (a dead ReLU?), so its "
+                          "output scale is a placeholder (1.0) and later layers will see only zeros; calibrate "
+                          "with representative data or check the layer's weights and bias", CalibrationWarning,
+                          stacklevel=3)
+
+    def scale_of(side, name):
         if pct:
             return quant.calibrate_percentile(np.concatenate(samples[side].get(name, [np.zeros(0)])))
         return quant.scale_from_amax(amax[side].get(name, 0.0))

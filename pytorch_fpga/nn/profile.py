@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .modules import FPGAConv2d, FPGALinear, Int8Through
+from pytorch_fpga.nn.modules import FPGAConv2d, FPGALinear, Int8Through
 
 
 @dataclass
@@ -28,11 +28,14 @@ class Profile:
         """A text table (timings of CPU layers are measured here, so they vary run to run)."""
         tot = self.fpga_us + self.cpu_us or 1.0
         lines = [f"{'layer':18s} {'type':12s} {'where':5s} {'MACs':>10s} {'cycles':>9s} {'util':>6s} "
-                 f"{'in B':>8s} {'out B':>7s} {'time us':>9s} {'share':>6s}"]
+                 f"{'in B':>8s} {'out B':>7s} {'clip in':>7s} {'sat out':>7s} {'time us':>9s} {'share':>6s}"]
         for r in self.rows:
-            util = f"{r['utilization']:6.1%}" if r["where"] == "fpga" else f"{'':6s}"
+            fpga = r["where"] == "fpga"
+            util = f"{r['utilization']:6.1%}" if fpga else f"{'':6s}"
+            clip = f"{r['inputs_clipped'] / r['inputs']:7.2%}" if fpga and r["inputs"] else f"{'':7s}"
+            sat = f"{r['outputs_at_limit'] / r['outputs']:7.2%}" if fpga and r["outputs"] else f"{'':7s}"
             lines.append(f"{r['layer'][:18]:18s} {r['type'][:12]:12s} {r['where']:5s} {r['macs']:10,d} "
-                         f"{r['cycles']:9,d} {util} {r['bytes_in']:8,d} {r['bytes_out']:7,d} "
+                         f"{r['cycles']:9,d} {util} {r['bytes_in']:8,d} {r['bytes_out']:7,d} {clip} {sat} "
                          f"{r['time_us']:9.1f} {r['time_us'] / tot:6.1%}")
         lines.append(f"accelerator {self.fpga_us:.1f} us at {self.clock_mhz:g} MHz ({self.fpga_us / tot:.0%}), "
                      f"CPU {self.cpu_us:.1f} us measured here ({self.cpu_us / tot:.0%})")
@@ -64,8 +67,9 @@ def _wrapped(model, name: str) -> bool:
 
 
 def profile(model: nn.Module, x, clock_mhz: float | None = None) -> Profile:
-    """Run `model(x)` once and report each leaf layer: MACs, cycles, PE utilization, bytes, time, share."""
-    rows, hooks, t0 = [], [], {}
+    """Run `model(x)` once and report each leaf layer: MACs, cycles, PE utilization, bytes, inputs clipped when
+    quantized, int8 outputs at the limits (-128/127), time and share."""
+    rows, hooks, t0, sat0 = [], [], {}, {}
     acc = getattr(model, "fpga_accelerator", None)
     clock = clock_mhz or (acc.cfg.clock_mhz if acc is not None else 100.0)
     leaves = [(n, m) for n, m in model.named_modules()
@@ -73,6 +77,8 @@ def profile(model: nn.Module, x, clock_mhz: float | None = None) -> Profile:
               or (not list(m.children()) and not isinstance(m, nn.Identity) and not _wrapped(model, n))]
 
     def pre(m, i, name):
+        if isinstance(m, (FPGAConv2d, FPGALinear)):
+            sat0[name] = dict(m.saturation)
         t0[name] = time.perf_counter()
 
     def post(m, i, o, name):
@@ -80,12 +86,14 @@ def profile(model: nn.Module, x, clock_mhz: float | None = None) -> Profile:
         if isinstance(m, (FPGAConv2d, FPGALinear)) and m.last_report is not None:
             rep = m.last_report
             cyc = rep.cycles
+            sat = {k: v - sat0[name][k] for k, v in m.saturation.items()}   # this run's clipping only
             rows.append(dict(layer=name, type=type(m).__name__, where="fpga", macs=rep.macs, cycles=cyc,
                              utilization=rep.utilization, bytes_in=rep.bytes_in, bytes_out=rep.bytes_out,
-                             time_us=cyc / clock, sim_wall_s=wall))
+                             time_us=cyc / clock, sim_wall_s=wall, **sat))
         else:
             rows.append(dict(layer=name, type=type(m).__name__, where="cpu", macs=0, cycles=0, utilization=0.0,
-                             bytes_in=0, bytes_out=0, time_us=wall * 1e6, sim_wall_s=wall))
+                             bytes_in=0, bytes_out=0, time_us=wall * 1e6, sim_wall_s=wall, inputs=0,
+                             inputs_clipped=0, outputs=0, outputs_at_limit=0))
 
     for name, m in leaves:
         hooks.append(m.register_forward_pre_hook(lambda m, i, name=name: pre(m, i, name)))

@@ -5,33 +5,26 @@ import random
 import numpy as np
 import pytest
 
-import pytorch_fpga as pf
-from pytorch_fpga import accel
-from pytorch_fpga.hw import regmap
+from pytorch_fpga.contract import accel, jobspace, regmap, rtl
 
 try:
     import cocotb
     from cocotb.triggers import ClockCycles
-    from pytorch_fpga.hw.accel_driver import AccelDriver
+
+    from tb.common.accel_driver import AccelDriver, AxiStreamFrame
 except ImportError:  # pragma: no cover
     cocotb = None
 
 SEED = int(os.environ.get("TB_SEED", "1"))
 QUICK = os.environ.get("TB_QUICK") == "1"   # Icarus runs ~200x slower than Verilator here: smaller jobs
+CORNERS = os.environ.get("TB_CORNERS") == "1"   # the job-space corners, on a build small enough to reach them all
 
 
 def rand_job(rng, M, K, N, cfg, relu=False, out_int32=False, extreme=0.1, m_tile=None):
-    """Random int8 X, W with a share of -128/127, int32 bias, and requant parameters from pf.quant."""
-    X = rng.integers(-128, 128, (M, K)).astype(np.int8)
-    W = rng.integers(-128, 128, (K, N)).astype(np.int8)
-    for A in (X, W):
-        mask = rng.random(A.shape) < extreme
-        A[mask] = rng.choice([-128, 127], int(mask.sum()))
-    bias = rng.integers(-2**20, 2**20, N)
-    # output scales that spread results over the int8 range, with some channels saturating
-    m, shift = pf.quant.quantize_multiplier(rng.uniform(0.5, 4.0, N) / (128.0 * np.sqrt(K) * 64))
-    args = dict(bias=bias, m=m, shift=shift, relu=relu, out_int32=out_int32)
-    return X, W, args, accel.pack_job(X, W, cfg=cfg, m_tile=m_tile, **args)
+    """(X, W, requant args, packed job) from the library's random operands (a share of -128/127 in X and W)."""
+    ops = accel.random_operands(rng, M, K, N, relu=relu, out_int32=out_int32, extreme=extreme)
+    X, W = ops.pop("X"), ops.pop("W")
+    return X, W, ops, accel.pack_job(X, W, cfg=cfg, m_tile=m_tile, **ops)
 
 
 def shapes(cfg):
@@ -106,11 +99,11 @@ if cocotb is not None:
         for soft in (True, False):
             _, _, _, job = rand_job(rng, 2 * drv.cfg.acc_depth, 2 * drv.cfg.rows, drv.cfg.cols, drv.cfg)
             await drv.start(job)
-            drv.src.send_nowait(pf.hw.accel_driver.AxiStreamFrame(job.stream.tobytes()))
+            drv.src.send_nowait(AxiStreamFrame(job.stream.tobytes()))
             await ClockCycles(dut.clk, job.stream.size // 16)
             if soft:
                 drv.src.clear()
-                await drv.write("CTRL", 2)
+                await drv.write("CTRL", regmap.CTRL_SOFT_RESET)
                 await ClockCycles(dut.clk, 4)
                 drv.reset_output_channel()       # the aborted job's partial output packet goes too
             else:
@@ -128,16 +121,35 @@ if cocotb is not None:
         rng = np.random.default_rng(SEED + 3)
         _, _, _, job = rand_job(rng, 4, drv.cfg.rows, drv.cfg.cols, drv.cfg)
         await drv.start(job)
-        drv.src.send_nowait(pf.hw.accel_driver.AxiStreamFrame(job.stream[:-8].tobytes()))  # one beat short
+        drv.src.send_nowait(AxiStreamFrame(job.stream[:-8].tobytes()))  # one beat short
         await ClockCycles(dut.clk, job.stream.size // 8 + 50)
         status = await drv.read("STATUS")
         assert status & regmap.STATUS_ERROR and not status & regmap.STATUS_IDLE, f"STATUS={status:#x}"
-        await drv.write("CTRL", 2)                       # soft reset recovers
+        await drv.write("CTRL", regmap.CTRL_SOFT_RESET)  # soft reset recovers
         await drv.write("M_TILE", drv.cfg.acc_depth + 1)
         await drv.write("CTRL", regmap.CTRL_START)
         status = await drv.read("STATUS")
         assert status & regmap.STATUS_ERROR and status & regmap.STATUS_IDLE, f"STATUS={status:#x}"
         await check(drv, *rand_job(rng, 6, 5, 3, drv.cfg))
+
+    @cocotb.test(skip=not CORNERS)
+    async def corner_jobs(dut):
+        """Constrained-random jobs at the buffer limits (pf.contract.jobspace): every coverage bin is hit."""
+        drv = AccelDriver(dut)
+        await drv.reset()
+        rng = np.random.default_rng(SEED + 10)
+        shapes, cov = [], dict.fromkeys(jobspace.BINS, 0)
+        while len(shapes) < 40 or (min(cov.values()) == 0 and len(shapes) < 400):
+            shape = jobspace.sample(rng, drv.cfg, max_tiles=4, max_macs=12_000)
+            shapes.append(shape)
+            job = jobspace.job(rng, shape, drv.cfg)
+            out, status, cnt = await drv.run(job)
+            assert status & regmap.STATUS_DONE and not status & regmap.STATUS_ERROR, f"{shape}: STATUS={status:#x}"
+            np.testing.assert_array_equal(accel.unpack_output(out, job), accel.job_golden(job), err_msg=str(shape))
+            cov = jobspace.coverage(shapes, drv.cfg)
+        dut._log.info("coverage over %d jobs: %s", len(shapes), ", ".join(f"{b} {n}" for b, n in cov.items()))
+        missed = [b for b, n in cov.items() if n == 0]
+        assert not missed, f"coverage bins never hit in {len(shapes)} jobs: {missed}"
 
 
 CONFIGS = [("icarus", "sim8"), ("verilator", "sim8"), ("verilator", "z1")]
@@ -146,10 +158,11 @@ CONFIGS = [("icarus", "sim8"), ("verilator", "sim8"), ("verilator", "z1")]
 @pytest.mark.parametrize("sim,cfg", CONFIGS, ids=[f"{s}-{c}" for s, c in CONFIGS])
 def test_conv_accel(sim, cfg):
     """Build conv_accel in this configuration with this simulator and run the cocotb tests above."""
-    from pytorch_fpga.hw import cocotb_run, tools
+    from pytorch_fpga.sim import cocotb_runner, tools
 
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
-    cocotb_run.run("conv_accel", accel.RTL_MODULES, "test_conv_accel", sim,
+    cocotb_runner.run("conv_accel", rtl.RTL_MODULES, "test_conv_accel", sim,
                    parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__),
-                   extra_env={"TB_QUICK": "1" if sim == "icarus" else "0"})
+                   extra_env={"TB_QUICK": "1" if sim == "icarus" else "0",
+                              "TB_CORNERS": "1" if (sim, cfg) == ("verilator", "sim8") else "0"})

@@ -94,8 +94,8 @@ if cocotb is not None:
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
 def test_pe(sim, use_dsp):
     """Build the PE (DSP or LUT multiplier) with this simulator and run the cocotb tests above."""
-    from pytorch_fpga.hw import cocotb_run, tools
+    from pytorch_fpga.sim import cocotb_runner, tools
 
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
-    cocotb_run.run("pe", ["pe"], "test_pe", sim, parameters={"USE_DSP": use_dsp}, test_dir=os.path.dirname(__file__))
+    cocotb_runner.run("pe", ["pe"], "test_pe", sim, parameters={"USE_DSP": use_dsp}, test_dir=os.path.dirname(__file__))

@@ -10,7 +10,8 @@ import pytorch_fpga as pf
 try:  # cocotb parts load only inside the simulator (and when cocotb is installed)
     import cocotb
     from cocotb.triggers import ClockCycles
-    from pytorch_fpga.hw.array_driver import ArrayDriver
+
+    from tb.common.array_driver import ArrayDriver
 except ImportError:  # pragma: no cover - plain pytest collection without cocotb
     cocotb = None
 
@@ -123,12 +124,12 @@ CASES = [(sim, *size) for sim in ("icarus", "verilator") for size in SIZES] + [(
 
 
 @pytest.mark.parametrize("sim,rows,cols,lut_rows", CASES,
-                         ids=[f"{s}-{r}x{c}" + (f"-lut{l}" if l else "") for s, r, c, l in CASES])
+                         ids=[f"{s}-{r}x{c}" + (f"-lut{lut}" if lut else "") for s, r, c, lut in CASES])
 def test_systolic_array(sim, rows, cols, lut_rows):
     """Build the array at this size with this simulator and run the cocotb tests above."""
-    from pytorch_fpga.hw import cocotb_run, tools
+    from pytorch_fpga.sim import cocotb_runner, tools
 
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
-    cocotb_run.run("systolic_array", ["systolic_array", "pe"], "test_systolic_array", sim,
+    cocotb_runner.run("systolic_array", ["systolic_array", "pe"], "test_systolic_array", sim,
                    parameters={"ROWS": rows, "COLS": cols, "LUT_ROWS": lut_rows}, test_dir=os.path.dirname(__file__))

@@ -1,0 +1,169 @@
+"""Backends that run conv_accel jobs: `model` (numpy, bit-exact), `verilator` (the RTL), `pynq` (board).
+
+Pick one by name, or with the PYTORCH_FPGA_BACKEND environment variable. Torch-free.
+
+The runtime runs on a board, so it imports nothing from the simulation layer: the simulators are plugins, named
+in PLUGINS as "module:attribute" and imported only when asked for (the `verilator` backend, the virtual PYNQ
+that the `pynq` backend starts off-board, and the simulator check behind `auto`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytorch_fpga.contract import accel
+
+ENV = "PYTORCH_FPGA_BACKEND"
+NAMES = ("model", "verilator", "pynq")
+# Simulation-layer plugins, imported by name on first use (never on a board unless asked for).
+PLUGINS = {
+    "verilator": "pytorch_fpga.sim.verilated.backend:VerilatorBackend",
+    "virtual_pynq": "pytorch_fpga.sim.virtual_pynq:ensure",
+    "sim_available": "pytorch_fpga.sim.tools:available",
+}
+
+
+def plugin(name: str):
+    """The object a PLUGINS entry names, imported now."""
+    import importlib
+    module, attr = PLUGINS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass
+class JobReport:
+    """What one job cost: MACs, cycles, PE utilization, bytes streamed in and out."""
+    M: int
+    K: int
+    N: int
+    macs: int
+    cycles: int
+    utilization: float
+    bytes_in: int
+    bytes_out: int
+    backend: str
+
+    @classmethod
+    def make(cls, job: accel.Job, cycles: int, backend: str) -> JobReport:
+        macs = job.M * job.K * job.N
+        pes = job.cfg.rows * job.cfg.cols
+        return cls(job.M, job.K, job.N, macs, int(cycles), macs / (pes * cycles) if cycles else 0.0,
+                   int(job.stream.size), int(job.out_bytes), backend)
+
+
+class Backend:
+    """Runs packed jobs; subclasses implement `_run` returning the (M x N) output and the cycle count."""
+    name = "?"
+
+    def __init__(self, cfg="z1"):
+        self.cfg = accel.config(cfg)
+
+    def run(self, job: accel.Job) -> tuple[np.ndarray, JobReport]:
+        """Run one job: its output matrix (int8 or int32) and a JobReport."""
+        if job.cfg != self.cfg:
+            raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
+        Y, cycles = self._run(job)
+        return Y, JobReport.make(job, cycles, self.name)
+
+    def _run(self, job):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ModelBackend(Backend):
+    """The numpy golden model: bit-exact with the RTL, cycles from pf.accel.cycle_model."""
+    name = "model"
+
+    def _run(self, job):
+        return accel.job_golden(job), accel.cycle_model(job)["cycles"]
+
+
+class PynqBackend(Backend):
+    """The overlay through the real pynq driver stack: a PYNQ-Z1, or off-board the virtual PYNQ (pf.virtual_pynq)."""
+    name = "pynq"
+
+    def __init__(self, cfg="z1", overlay=None, virtual: bool | None = None):
+        super().__init__(cfg)
+        if virtual is None:
+            virtual = not board_present()
+        self.virtual = virtual
+        if virtual:                                  # reuse an active virtual PYNQ of this build, else start one
+            plugin("virtual_pynq")(self.cfg)
+        self.overlay = overlay or shared_overlay()
+        hw = self.overlay.accel.config()
+        if (hw.rows, hw.cols, hw.x_depth, hw.w_depth, hw.acc_depth, hw.n_max) != (
+                self.cfg.rows, self.cfg.cols, self.cfg.x_depth, self.cfg.w_depth, self.cfg.acc_depth, self.cfg.n_max):
+            raise RuntimeError(f"the loaded overlay is built as {hw}, not as config '{self.cfg.name}'")
+
+    def _run(self, job):
+        out, status, counters = self.overlay.run_job(job)
+        return accel.unpack_output(out, job), counters["CYCLES"]
+
+
+def shared_overlay():
+    """The conv_accel overlay on the active pynq device: downloaded once, then shared by every backend and model
+    (a second pf.offload does not reload the bitstream under the first one)."""
+    import pynq
+
+    from pytorch_fpga.runtime import pynq_driver
+    dev = pynq.Device.active_device
+    ol = getattr(dev, "_pytorch_fpga_overlay", None)
+    if ol is None or not ol.is_loaded():
+        ol = pynq_driver.ConvAccelOverlay(device=dev)
+        dev._pytorch_fpga_overlay = ol
+    return ol
+
+
+def board_present() -> bool:
+    """True on a PYNQ board (pynq installed and it finds a device)."""
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # pynq warns "No devices found" off-board
+            import pynq
+            return bool(pynq.Device.devices)
+    except Exception:                                # no pynq, or pynq without a device
+        return False
+
+
+_announced = set()
+
+
+def auto() -> str:
+    """What backend 'auto' means here: 'pynq' on a board, else 'pynq' on the virtual PYNQ (pynq installed and
+    Verilator can build), else 'verilator', else 'model'. Says which it picked, once per process (on stderr).
+    """
+    import importlib.util
+    import shutil
+    import sys
+    missing = [what for what, ok in (("Verilator", plugin("sim_available")("verilator")),
+                                     ("a C++ compiler (g++)", shutil.which("g++") or shutil.which("c++")),
+                                     ("make", shutil.which("make"))) if not ok]
+    name, why = "model", f"the numpy golden model; the simulators need {', '.join(missing)} (apt-get install " \
+                         "g++ make; pip install -r requirements.txt)"
+    if board_present():
+        name, why = "pynq", "a PYNQ board"
+    elif not missing:
+        if importlib.util.find_spec("pynq") is not None:
+            name, why = "pynq", "the virtual PYNQ: pynq's driver stack on the Verilated RTL"
+        else:
+            name, why = "verilator", "the Verilated RTL; install pynq for the virtual PYNQ"
+    if name not in _announced:
+        print(f"pytorch_fpga: backend 'auto' picked '{name}' ({why})", file=sys.stderr)
+        _announced.add(name)
+    return name
+
+
+def get(name: str | None = None, cfg="z1") -> Backend:
+    """A backend by name ('model', 'verilator', 'pynq'); default: $PYTORCH_FPGA_BACKEND, else 'model'."""
+    name = name or os.environ.get(ENV) or "model"
+    if name == "model":
+        return ModelBackend(cfg)
+    if name == "verilator":
+        return plugin("verilator")(cfg)
+    if name == "pynq":
+        return PynqBackend(cfg)
+    if name == "auto":
+        return get(auto(), cfg)
+    raise ValueError(f"unknown backend {name!r} (from the argument or ${ENV}); choose one of {NAMES}")

@@ -1,0 +1,117 @@
+"""Compile quantized conv2d and linear layers into conv_accel jobs, and reassemble their outputs (numpy only).
+
+A convolution is lowered on the host (padding modes, im2col) to one GEMM per group; small groups are packed
+side by side with a block-diagonal weight matrix so depthwise layers fill the array's columns; output channels
+are split into several jobs when W does not fit the weight buffer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytorch_fpga.contract import accel
+from pytorch_fpga.core import conv
+from pytorch_fpga.core.gemm import check_int8
+
+
+@dataclass
+class GemmPart:
+    """One accelerator job of a layer and where its output columns go."""
+    job: accel.Job
+    out_cols: np.ndarray        # the layer's output channels, in the job's column order
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _params(bias, m, shift, N):
+    if bias is not None and not np.issubdtype(np.asarray(bias).dtype, np.integer):
+        raise TypeError(f"bias must be integers in int32 accumulator units (X scale x W scale), got "
+                        f"{np.asarray(bias).dtype}: quantize it first (pf.quant.quantize_layer gives bias_int32)")
+    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)
+    m = np.broadcast_to(np.asarray(0 if m is None else m, np.int64), (N,))
+    shift = np.broadcast_to(np.asarray(1 if shift is None else shift, np.int64), (N,))
+    return bias, m, shift
+
+
+def n_chunk(K: int, cfg: accel.AccelConfig) -> int:
+    """Most output channels one job can take for reduction length K (a multiple of the array's columns)."""
+    fk = math.ceil(K / cfg.rows)
+    folds = max(1, cfg.w_depth // (fk * cfg.rows))
+    return max(cfg.cols, min(cfg.n_max, folds * cfg.cols) // cfg.cols * cfg.cols)
+
+
+def check_accumulator(W, bias=None, name: str = "the job") -> None:
+    """Raise when some input int8 X could overflow the int32 accumulator of a column of W (K x N) + bias.
+
+    The worst case of column n is 128 * sum_k |W[k, n]| + |bias[n]|: every x at -128 with the sign of its w.
+    """
+    W = np.asarray(W, np.int64)
+    worst = 128 * np.abs(W).sum(axis=0) + (0 if bias is None else np.abs(np.asarray(bias, np.int64)))
+    if worst.max(initial=0) > INT32_MAX:
+        n = int(np.argmax(worst))
+        raise OverflowError(f"{name}: output channel {n} can overflow the int32 accumulator (worst case "
+                            f"{int(worst[n]):,} > {INT32_MAX:,} from K={W.shape[0]} int8 products and bias "
+                            f"{0 if bias is None else int(np.asarray(bias).reshape(-1)[n]):,}); split the reduction "
+                            "(K) into several layers, or reduce the bias or the weights' scale")
+
+
+def gemm_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, cfg="z1",
+               name: str = "the job") -> list[GemmPart]:
+    """Jobs for Y = requant(X @ W + bias), splitting N when W does not fit one job."""
+    cfg = accel.config(cfg)
+    X, W = check_int8("X", X), check_int8("W", W)
+    K, N = W.shape
+    bias, m, shift = _params(bias, m, shift, N)
+    check_accumulator(W, bias, name)
+    if not out_int32 and not m.any():
+        raise ValueError("int8 outputs need requantization multipliers m (see pf.quant.quantize_layer)")
+    step = n_chunk(K, cfg)
+    return [GemmPart(accel.pack_job(X, W[:, n0:n0 + step], bias[n0:n0 + step], m[n0:n0 + step],
+                                    shift[n0:n0 + step], relu, out_int32, cfg), np.arange(n0, min(N, n0 + step)))
+            for n0 in range(0, N, step)]
+
+
+def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, stride=1, padding=0,
+                 dilation=1, groups=1, padding_mode="zeros", cfg="z1"):
+    """Jobs for a quantized conv2d (int8 X (N,C,H,W) or (C,H,W), int8 W (Co, C/g, kh, kw)); returns
+    (parts, (N or None, Co, Ho, Wo))."""
+    cfg = accel.config(cfg)
+    X, W = check_int8("X", X), check_int8("W", W)
+    if W.ndim != 4:
+        raise ValueError(f"conv2d weights must be (Co, C/groups, kh, kw), got shape {W.shape}")
+    Co, Cg, kh, kw = W.shape
+    cols, (Nb, Ho, Wo) = conv.lower(X, W.shape, stride, padding, dilation, groups, padding_mode)
+    G, Og, Kg = groups, Co // groups, Cg * kh * kw
+    bias, m, shift = _params(bias, m, shift, Co)
+    check_accumulator(W.reshape(Co, -1).T, bias, "the conv2d")
+    Wg = W.reshape(G, Og, Kg)
+    pack = max(1, cfg.cols // Og) if G > 1 and Og < cfg.cols else 1     # groups side by side in one job
+    parts = []
+    for g0 in range(0, G, pack):
+        gs = range(g0, min(G, g0 + pack))
+        Xj = cols[:, g0 * Kg:(gs[-1] + 1) * Kg]                        # the packed groups' columns
+        Wj = np.zeros((len(gs) * Kg, len(gs) * Og), np.int8)           # block-diagonal weights
+        for i, g in enumerate(gs):
+            Wj[i * Kg:(i + 1) * Kg, i * Og:(i + 1) * Og] = Wg[g].T
+        chans = np.arange(g0 * Og, (gs[-1] + 1) * Og)
+        for p in gemm_parts(Xj, Wj, bias[chans], m[chans], shift[chans], relu, out_int32, cfg):
+            parts.append(GemmPart(p.job, chans[p.out_cols]))
+    return parts, (Nb, Co, Ho, Wo)
+
+
+def assemble(parts, outputs, M: int, N: int, dtype) -> np.ndarray:
+    """Scatter the jobs' (M x n) outputs into the layer's (M x N) matrix."""
+    Y = np.zeros((M, N), dtype)
+    for p, out in zip(parts, outputs, strict=True):
+        Y[:, p.out_cols] = out
+    return Y
+
+
+def to_nchw(Y, shape) -> np.ndarray:
+    """(N*Ho*Wo x Co) GEMM output back to (N, Co, Ho, Wo), or (Co, Ho, Wo) when the input was unbatched."""
+    Nb, Co, Ho, Wo = shape
+    out = Y.reshape(Nb or 1, Ho, Wo, Co).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(out if Nb is not None else out[0])

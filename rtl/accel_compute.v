@@ -15,7 +15,7 @@ module accel_compute #(
     parameter integer COLS      = 16,                  // array columns
     parameter integer LUT_ROWS  = 0,                   // array rows with LUT multipliers
     parameter integer X_DEPTH   = 4096,                // X rows per bank
-    parameter integer W_DEPTH   = 8192,                // W rows
+    parameter integer W_DEPTH   = 16384,               // W rows
     parameter integer ACC_DEPTH = 512,                 // accumulator rows per bank
     parameter integer XA_W      = $clog2(X_DEPTH),     // X address bits per bank (derived)
     parameter integer WA_W      = $clog2(W_DEPTH),     // W address bits (derived)
@@ -159,7 +159,8 @@ module accel_compute #(
     wire [COLS*32-1:0] y_data;
     wire               y_valid, y_last;
     reg                y_bank;
-    wire               y_ready = !acc_full[y_bank];
+    wire               y_hazard;                   // the row's accumulator read would miss a write in flight
+    wire               y_ready = !acc_full[y_bank] && !y_hazard;
 
     systolic_array #(.ROWS(ROWS), .COLS(COLS), .LUT_ROWS(LUT_ROWS)) u_array (
         .clk(clk), .rst(rst || start),
@@ -184,6 +185,10 @@ module accel_compute #(
     wire        y_row_last = {{(32-AA_W){1'b0}}, y_m} == y_tile_rows - 1;
     wire        y_nfold_last = y_row_last && y_f == fk - 1;
     wire [31:0] y_left_after = y_rows_left - y_tile_rows;
+    // Read-after-write: a later k-fold's row reads its accumulator row the cycle the previous fold's sum for
+    // that row is being written (only a one-row tile's folds can follow each other so closely): hold the
+    // array for that cycle, so the read sees the write.
+    assign y_hazard = d_we && d_bank == y_bank && d_addr == y_m && y_f != 16'd0;
 
     always @(posedge clk) begin
         d_we <= 1'b0;

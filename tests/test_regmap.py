@@ -85,3 +85,21 @@ def test_the_dma_contract_is_used_by_the_driver_and_the_virtual_pynq():
     driver = (ROOT / "pytorch_fpga/runtime/pynq_driver.py").read_text()
     assert "axi_dma." in driver and "_mmio" not in driver and "_offset" not in driver
     assert axi_dma.CHANNELS["S2MM"] == 0x30
+
+
+def test_the_hwh_describes_the_registers_and_fields_of_the_register_map():
+    import xml.etree.ElementTree as ET
+
+    from pytorch_fpga.sim.virtual_pynq import overlay_hwh
+    root = ET.fromstring(overlay_hwh("sim8"))
+    acc = next(m for m in root.iter("MODULE") if m.get("MODTYPE") == "conv_accel")
+    got = {}
+    for r in acc.iter("REGISTER"):
+        props = {p.get("NAME"): p.get("VALUE") for p in r.findall("PROPERTY")}
+        fields = {f.get("NAME"): {p.get("NAME"): p.get("VALUE") for p in f.findall("PROPERTY")}
+                  for f in r.iter("FIELD")}
+        got[r.get("NAME")] = (int(props["ADDRESS_OFFSET"], 16),
+                              {n: (int(v["BIT_OFFSET"]), int(v["BIT_WIDTH"])) for n, v in fields.items()})
+    want = {r["name"]: (r["offset"], {f["name"]: (f["lsb"], f["width"]) for f in r["fields"]}) for r in regmap.fields()}
+    assert got == want
+    assert got["CTRL"][1]["SOFT_RESET"] == (1, 1)

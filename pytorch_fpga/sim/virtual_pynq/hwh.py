@@ -171,16 +171,9 @@ def overlay_hwh(cfg=None) -> str:
     acc_params = dict(cfg.params())
     acc_params["Component_Name"] = f"{design.OVERLAY}_{acc_name}_0"
     acc = module(acc_name, design.ACCEL_IP["vlnv"], "conv_accel", acc_params)
-    access = {"R": "read-only", "W": "write-only", "RW": "read-write"}
-    fields = {"STATUS": {"IDLE": (0, 1, "read-only", "no job running"),
-                         "DONE": (1, 1, "read-only", "a job finished since the last START"),
-                         "ERROR": (2, 1, "read-only", "the stream did not match the job")},
-              "CTRL": {"START": (0, 1, "write-only", "start a job")},
-              "FLAGS": {"RELU": (0, 1, "read-write", "ReLU on int8 outputs"),
-                        "OUT_INT32": (1, 1, "read-write", "int32 accumulators + bias out")},
-              "CONFIG": {"ROWS": (0, 8, "read-only", "array rows"), "COLS": (8, 8, "read-only", "array columns")}}
-    registers(acc, "s_axil", [(name, off, access[mode], doc, 0, fields.get(name, {}))
-                              for name, (off, mode, doc) in regmap.REGISTERS.items()])
+    registers(acc, "s_axil", [(r["name"], r["offset"], r["access"], r["description"], 0,
+                               {f["name"]: (f["lsb"], f["width"], r["access"], f["description"]) for f in r["fields"]})
+                              for r in regmap.fields()])
     ports(acc)
     busifs(acc, [("s_axil", "SLAVE")],
            [(b, bus_ports[(acc_name, b)][0], bus_ports[(acc_name, b)][1]) for b in ("s_axis", "m_axis")])

@@ -115,3 +115,20 @@ def test_auto_falls_back_to_the_model_without_make(monkeypatch, capsys):
     monkeypatch.setattr(backends, "_announced", set())
     assert backends.auto() == "model"
     assert "make" in capsys.readouterr().err
+
+
+def test_a_timeout_names_the_timeout_it_was_given(hw):
+    ol = hw.backend.overlay
+    with pytest.raises(TimeoutError, match=r"did not finish within 0\.0002 s") as e:
+        ol.run_job(accel.random_job(np.random.default_rng(3), 200, 64, 64, cfg="sim8"), timeout_s=2e-4)
+    assert "within 10 s" not in str(e.value)
+
+
+def test_a_driver_that_does_not_bind_says_why(hw, monkeypatch):
+    """An overlay whose conv_accel VLNV has no driver gives a clear error, not pynq's AttributeError."""
+    import pynq.overlay
+
+    from pytorch_fpga.runtime import pynq_driver
+    monkeypatch.delitem(pynq.overlay._ip_drivers, design.ACCEL_IP["vlnv"])
+    with pytest.raises(RuntimeError, match=r"so the conv_accel driver does not bind to it: rebuild the overlay"):
+        pynq_driver.ConvAccelOverlay(download=False)

@@ -35,12 +35,6 @@ CONFIGS = [  # (H, W, kernel, stride, padding, dilation); W is the input width
 ]
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def torch_taps(H, W, kernel, stride, padding, dilation, C=1):
     """(Ho*Wo, C*kh*kw): the number c*H*W + h*W + w of the pixel each output position's tap reads, -1 on padding."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel

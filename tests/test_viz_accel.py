@@ -11,19 +11,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import pytorch_fpga as pf  # noqa: E402
 from pytorch_fpga.contract import accel  # noqa: E402
 from pytorch_fpga.viz import accel as va  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def zero_job(M, K, N, cfg, m_tile=None):

@@ -24,12 +24,6 @@ from pytorch_fpga.viz import dataflow_charts as dc  # noqa: E402
 DFS = pf.dataflow.DATAFLOWS
 
 
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
 def operands(M, K, N, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(-3, 4, (M, K)).astype(np.int8), rng.integers(-3, 4, (K, N)).astype(np.int8)

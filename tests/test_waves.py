@@ -8,7 +8,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -71,12 +70,6 @@ def vcd_file(tmp_path):
     p = tmp_path / "t.vcd"
     p.write_text(VCD)
     return p
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 def test_load_vcd_names_values_and_unknowns(vcd_file):

@@ -1,4 +1,4 @@
-"""The package's layers: imports run one way (core -> arch -> contract -> runtime -> sim -> nn -> viz -> top),
+"""The package's layers: imports run one way (core -> arch -> contract -> graph -> runtime -> sim -> nn -> viz -> top),
 there is no import cycle, the board-side layers import no torch, and no module grows past ~400 lines."""
 import ast
 from pathlib import Path
@@ -10,8 +10,8 @@ from pytorch_fpga.runtime import backends
 
 PKG = Path(pf.__file__).resolve().parent
 # lowest first; a module may import its own layer and the ones before it
-LAYERS = ["core", "arch", "contract", "runtime", "sim", "nn", "viz", "top"]
-BOARD_SIDE = ("core", "arch", "contract", "runtime")   # what runs on a stock PYNQ image: numpy + pynq only
+LAYERS = ["core", "arch", "contract", "graph", "runtime", "sim", "nn", "viz", "top"]
+BOARD_SIDE = ("core", "arch", "contract", "graph", "runtime")   # what runs on a stock PYNQ image: numpy + pynq only
 MAX_LINES = 420
 
 

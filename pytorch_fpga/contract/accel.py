@@ -140,6 +140,31 @@ def check_job(M: int, K: int, N: int, m_tile: int, cfg: AccelConfig) -> None:
         raise ValueError(f"job {M}x{K}x{N} does not fit accelerator '{cfg.name}': " + "; ".join(problems))
 
 
+INT32_MAX = 2**31 - 1
+
+
+def n_chunk(K: int, cfg: AccelConfig) -> int:
+    """Most output channels one job can take for reduction length K (a multiple of the array's columns)."""
+    fk = math.ceil(K / cfg.rows)
+    folds = max(1, cfg.w_depth // (fk * cfg.rows))
+    return max(cfg.cols, min(cfg.n_max, folds * cfg.cols) // cfg.cols * cfg.cols)
+
+
+def check_accumulator(W, bias=None, name: str = "the job") -> None:
+    """Raise when some input int8 X could overflow the int32 accumulator of a column of W (K x N) + bias.
+
+    The worst case of column n is 128 * sum_k |W[k, n]| + |bias[n]|: every x at -128 with the sign of its w.
+    """
+    W = np.asarray(W, np.int64)
+    worst = 128 * np.abs(W).sum(axis=0) + (0 if bias is None else np.abs(np.asarray(bias, np.int64)))
+    if worst.max(initial=0) > INT32_MAX:
+        n = int(np.argmax(worst))
+        raise OverflowError(f"{name}: output channel {n} can overflow the int32 accumulator (worst case "
+                            f"{int(worst[n]):,} > {INT32_MAX:,} from K={W.shape[0]} int8 products and bias "
+                            f"{0 if bias is None else int(np.asarray(bias).reshape(-1)[n]):,}); split the reduction "
+                            "(K) into several layers, or reduce the bias or the weights' scale")
+
+
 def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False,
              cfg="z1", m_tile: int | None = None) -> Job:
     """Pack Y = requant(X @ W + bias) into conv_accel's input stream (params, X tile 0, W, X tiles 1..)."""

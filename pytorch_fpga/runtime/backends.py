@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytorch_fpga.contract import accel
+from pytorch_fpga.contract import accel, stream_codec
 
 ENV = "PYTORCH_FPGA_BACKEND"
 NAMES = ("model", "verilator", "pynq")
@@ -70,6 +70,24 @@ class Backend:
     def _run(self, job):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def allocate(self, nbytes: int) -> np.ndarray:
+        """A zeroed uint8 buffer for a job's stream or output that run_into can use in place (a DMA buffer on pynq)."""
+        return np.zeros(int(nbytes), np.uint8)
+
+    def run_into(self, job: accel.Job, out: np.ndarray) -> int:
+        """Run a job whose stream is already packed (job.stream, from allocate()); write its output stream's bytes
+        into `out` (from allocate()); return the job's cycles. The model compiler's programs replay jobs this way."""
+        if job.cfg != self.cfg:
+            raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
+        data, cycles = self._run_bytes(job)
+        out[:job.out_bytes] = np.frombuffer(data, np.uint8)
+        return int(cycles)
+
+    def _run_bytes(self, job):
+        """(output stream bytes, cycles) of a job."""
+        Y, cycles = self._run(job)
+        return stream_codec.pack_output(Y, job), cycles
+
 
 class ModelBackend(Backend):
     """The numpy golden model: bit-exact with the RTL, cycles from pf.accel.cycle_model."""
@@ -77,6 +95,15 @@ class ModelBackend(Backend):
 
     def _run(self, job):
         return accel.job_golden(job), accel.cycle_model(job)["cycles"]
+
+    def _run_bytes(self, job):
+        """Decode the stream as the hardware would read it (weights and cycles once per job), run the golden model."""
+        cache = job.operands.setdefault("_decoded", {})
+        if "W" not in cache:
+            cache.update(stream_codec.decode_params(job), cycles=accel.cycle_model(job)["cycles"])
+        X = stream_codec.decode_x(job)
+        Y = accel.golden(X, cache["W"], cache["bias"], cache["m"], cache["shift"], job.relu, job.out_int32)
+        return stream_codec.pack_output(Y, job), cache["cycles"]
 
 
 class PynqBackend(Backend):
@@ -99,6 +126,19 @@ class PynqBackend(Backend):
     def _run(self, job):
         out, status, counters = self.overlay.run_job(job)
         return accel.unpack_output(out, job), counters["CYCLES"]
+
+    def allocate(self, nbytes: int):
+        """A contiguous DMA buffer on the overlay's device (the DMA reads and writes it in place)."""
+        import pynq
+        buf = pynq.allocate((int(nbytes),), dtype=np.uint8, target=self.overlay.device)
+        buf[:] = 0
+        return buf
+
+    def run_into(self, job, out) -> int:
+        if job.cfg != self.cfg:
+            raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
+        _, status, counters = self.overlay.run_job(job, out=out)
+        return int(counters["CYCLES"])
 
 
 def shared_overlay():

@@ -6,12 +6,12 @@ are split into several jobs when W does not fit the weight buffer.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from pytorch_fpga.contract import accel
+from pytorch_fpga.contract.accel import INT32_MAX, check_accumulator, n_chunk  # noqa: F401 - re-exported
 from pytorch_fpga.core import conv
 from pytorch_fpga.core.gemm import check_int8
 
@@ -23,9 +23,6 @@ class GemmPart:
     out_cols: np.ndarray        # the layer's output channels, in the job's column order
 
 
-INT32_MAX = 2**31 - 1
-
-
 def _params(bias, m, shift, N):
     if bias is not None and not np.issubdtype(np.asarray(bias).dtype, np.integer):
         raise TypeError(f"bias must be integers in int32 accumulator units (X scale x W scale), got "
@@ -34,28 +31,6 @@ def _params(bias, m, shift, N):
     m = np.broadcast_to(np.asarray(0 if m is None else m, np.int64), (N,))
     shift = np.broadcast_to(np.asarray(1 if shift is None else shift, np.int64), (N,))
     return bias, m, shift
-
-
-def n_chunk(K: int, cfg: accel.AccelConfig) -> int:
-    """Most output channels one job can take for reduction length K (a multiple of the array's columns)."""
-    fk = math.ceil(K / cfg.rows)
-    folds = max(1, cfg.w_depth // (fk * cfg.rows))
-    return max(cfg.cols, min(cfg.n_max, folds * cfg.cols) // cfg.cols * cfg.cols)
-
-
-def check_accumulator(W, bias=None, name: str = "the job") -> None:
-    """Raise when some input int8 X could overflow the int32 accumulator of a column of W (K x N) + bias.
-
-    The worst case of column n is 128 * sum_k |W[k, n]| + |bias[n]|: every x at -128 with the sign of its w.
-    """
-    W = np.asarray(W, np.int64)
-    worst = 128 * np.abs(W).sum(axis=0) + (0 if bias is None else np.abs(np.asarray(bias, np.int64)))
-    if worst.max(initial=0) > INT32_MAX:
-        n = int(np.argmax(worst))
-        raise OverflowError(f"{name}: output channel {n} can overflow the int32 accumulator (worst case "
-                            f"{int(worst[n]):,} > {INT32_MAX:,} from K={W.shape[0]} int8 products and bias "
-                            f"{0 if bias is None else int(np.asarray(bias).reshape(-1)[n]):,}); split the reduction "
-                            "(K) into several layers, or reduce the bias or the weights' scale")
 
 
 def gemm_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, cfg="z1",

@@ -156,22 +156,28 @@ class ConvAccelOverlay(pynq.Overlay):
         self.recoveries.append(done)
         return done
 
-    def run_job(self, job: accel.Job, timeout_s: float | None = None):
+    def run_job(self, job: accel.Job, timeout_s: float | None = None, out=None):
         """Run one packed job: returns (output bytes, accelerator STATUS, performance counters).
+
+        A job whose stream is a DMA buffer (pynq.allocate) is sent in place, and with `out` (a DMA buffer) the
+        output lands there and is returned as is: the model compiler's programs copy nothing here.
 
         On a DMA error, an accelerator error or a timeout it raises (naming the job, the channel and the decoded
         status) after recover() has reset the DMA and the accelerator, so the next job runs clean."""
         try:
-            return self._run_job(job, timeout_s)
+            return self._run_job(job, timeout_s, out)
         except (RuntimeError, TimeoutError) as e:
             done = self.recover(str(e).split(":")[0])
             raise type(e)(f"job {job.M}x{job.K}x{job.N}: {e}. {done}") from e
 
-    def _run_job(self, job: accel.Job, timeout_s: float | None = None):
+    def _run_job(self, job: accel.Job, timeout_s: float | None = None, out=None):
         timeout = timeout_s or self.timeout_s
-        src = self._buffer("in", job.stream.size)
-        dst = self._buffer("out", job.out_bytes)
-        src[:job.stream.size] = job.stream
+        if hasattr(job.stream, "physical_address"):          # already in a DMA buffer
+            src = job.stream
+        else:
+            src = self._buffer("in", job.stream.size)
+            src[:job.stream.size] = job.stream
+        dst = out if hasattr(out, "physical_address") else self._buffer("out", job.out_bytes)
         deadline = time.monotonic() + timeout
         # Both DMA transfers first: the stream waits (tready low) until START, so CYCLES counts only the job.
         self.dma.recvchannel.transfer(dst, nbytes=job.out_bytes)
@@ -190,6 +196,11 @@ class ConvAccelOverlay(pynq.Overlay):
         if status & regmap.STATUS_ERROR:
             raise RuntimeError(f"conv_accel reported an error (STATUS {status:#x}): the stream did not match "
                                f"the job {job.M}x{job.K}x{job.N}")
+        if dst is out:
+            return out, status, self.accel.counters()
+        if out is not None:
+            out[:job.out_bytes] = dst[:job.out_bytes]
+            return out, status, self.accel.counters()
         return bytes(dst[:job.out_bytes]), status, self.accel.counters()
 
     def close(self):

@@ -17,3 +17,7 @@ class VerilatorBackend(Backend):
     def _run(self, job):
         out, status, counters = self.sim.run_job(job)
         return accel.unpack_output(out, job), counters["CYCLES"]
+
+    def _run_bytes(self, job):
+        out, status, counters = self.sim.run_job(job)
+        return out, counters["CYCLES"]

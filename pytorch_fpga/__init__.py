@@ -1,7 +1,8 @@
 """pytorch_fpga: a course and a compact library, from convolution theory to PyTorch Conv2d on a PYNQ-Z1.
 
 One folder per layer; imports run one way, from the top of this list to the bottom:
-pf.core (math) <- pf.arch (array models) <- pf.contract (hardware contract) <- pf.runtime (board-side runtime)
+pf.core (math) <- pf.arch (array models) <- pf.contract (hardware contract) <- pf.graph (model compiler)
+<- pf.runtime (board-side runtime)
 <- pf.sim (simulators, virtual PYNQ) <- pf.nn (torch front end) <- pf.viz (pictures) <- cli, demo, bench.
 
 Everything loads on first use, so `import pytorch_fpga as pf` needs only numpy: no torch, no simulator, no pynq.
@@ -14,7 +15,7 @@ import importlib
 __version__ = "0.1.0"
 
 # Layers, and top-level modules: pf.core, pf.sim, pf.bench, ...
-_SUBMODULES = ("core", "arch", "contract", "runtime", "sim", "nn", "viz", "bench", "demo", "cli",
+_SUBMODULES = ("core", "arch", "contract", "graph", "runtime", "sim", "nn", "viz", "bench", "demo", "cli",
                "exercises")
 # Topic shortcuts: pf.<topic> -> the module in its layer
 _TOPICS = {
@@ -27,9 +28,24 @@ _TOPICS = {
 }
 # Shortcuts: pf.<name> -> an object of a module
 _SHORTCUTS = {"gemm_int8": "core.gemm", "wrap_int32": "core.gemm", "Accelerator": "runtime.accelerator",
-              "offload": "nn", "profile": "nn"}
+              "offload": "nn", "profile": "nn", "compile": "nn.compiled_model", "from_onnx": "nn.compiled_model"}
 
 __all__ = list(_SUBMODULES) + list(_TOPICS) + list(_SHORTCUTS)
+
+
+def _register_torch_compile_backend() -> None:
+    """torch.compile(model, backend="pytorch_fpga"): registered now if torch is already imported (else torch finds
+    it through the torch_dynamo_backends entry point in pyproject.toml), without importing torch ourselves."""
+    import sys
+    if "torch" in sys.modules:
+        try:
+            from pytorch_fpga.nn.compiled_model import register
+            register()
+        except Exception:                  # a torch without dynamo: torch.compile is unavailable anyway
+            pass
+
+
+_register_torch_compile_backend()
 
 
 def __getattr__(name):

@@ -1,0 +1,210 @@
+"""The host's int8 kernels of a compiled program, on NHWC numpy tensors (numpy only; runs on the board).
+
+Their integer semantics are pytorch_fpga.graph.quantize's. The X-tile writer and output reader move whole
+array rows (R int8 channels) as one 8- or 16-byte element, so numpy copies them without a per-byte loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pytorch_fpga.core import quant
+
+_ROW = {8: np.uint64, 16: np.complex128}          # one array row of int8s as a single numpy element
+
+
+def rows_view(a: np.ndarray, R: int) -> np.ndarray | None:
+    """a (..., k*R) int8 viewed as (..., k) elements of R bytes, or None when it cannot be."""
+    dt = _ROW.get(R)
+    if dt is None or a.shape[-1] % R or a.strides[-1] != 1 or a.ctypes.data % R:
+        return None
+    if a.ndim > 1 and any(s % R for s in a.strides[:-1]):
+        return None
+    try:
+        return a.view(dt)
+    except ValueError:
+        return None
+
+
+def quantize_input(x: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """out (N, H, W, C) int8 = clip(rint(x / scale)) of x (N, C, H, W) float (or (N, F) into (N, F))."""
+    q = np.rint(np.asarray(x, np.float64) / scale)
+    np.clip(q, -128, 127, out=q)
+    out[...] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+
+
+def pad_into(x: np.ndarray, pads, out: np.ndarray) -> np.ndarray:
+    """Copy x (N, H, W, C) into the interior of out (its border was zeroed once); returns out."""
+    pt, _, pl, _ = pads
+    out[:, pt:pt + x.shape[1], pl:pl + x.shape[2]] = x
+    return out
+
+
+def windows(xp: np.ndarray, geo: dict, c0: int, c1: int) -> np.ndarray:
+    """The conv windows of a padded map xp (N, Hp, Wp, C), channels [c0, c1): a (N, Ho, Wo, kh, kw, c) view."""
+    sN, sH, sW, sC = xp.strides
+    (sh, sw), (dh, dw) = geo["stride"], geo["dilation"]
+    base = xp[:, :, :, c0:c1]
+    return np.lib.stride_tricks.as_strided(
+        base, (xp.shape[0], geo["Ho"], geo["Wo"], geo["kh"], geo["kw"], c1 - c0),
+        (sN, sh * sH, sw * sW, dh * sH, dw * sW, sC), writeable=False)
+
+
+def im2col_into(xp: np.ndarray, geo: dict, c0: int, c1: int, cols: np.ndarray) -> None:
+    """cols[:, :K] (M x K, K in (kh, kw, c) order) = the windows of xp; columns beyond K stay zero."""
+    K = geo["kh"] * geo["kw"] * (c1 - c0)
+    win = windows(xp, geo, c0, c1)
+    cols[:, :K].reshape(win.shape)[...] = win
+
+
+def _as(a: np.ndarray, shape) -> np.ndarray:
+    """a reshaped without a copy (raises if it would need one)."""
+    v = a.view()
+    v.shape = shape
+    return v
+
+
+def tile_groups(job) -> list[tuple[int, int, int, int]]:
+    """(byte offset, first row, tiles, rows per tile) of runs of equal X tiles lying back to back in the stream:
+    tile 0 (before W), the full tiles after it, and a last, shorter tile."""
+    from pytorch_fpga.contract import stream_codec
+    regions = stream_codec.x_regions(job)
+    groups = [(regions[0][0], 0, 1, regions[0][2])]
+    full = [r for r in regions[1:] if r[2] == job.m_tile]
+    if full:
+        groups.append((full[0][0], full[0][1], len(full), job.m_tile))
+    if len(regions) > 1 and regions[-1][2] != job.m_tile:
+        groups.append((regions[-1][0], regions[-1][1], 1, regions[-1][2]))
+    return groups
+
+
+def write_x_tiles(cols: np.ndarray, stream: np.ndarray, groups, fk: int, R: int) -> None:
+    """The X tiles (rows of cols, fold by fold: an (fk, rows, R) block each) into their regions of a job's stream."""
+    cv = rows_view(cols, R)
+    for off, row0, nt, rows in groups:
+        dst = stream[off:off + nt * fk * rows * R]
+        dv = rows_view(dst, R)
+        if cv is not None and dv is not None:
+            _as(dv, (nt, fk, rows))[...] = _as(cv[row0:row0 + nt * rows], (nt, rows, fk)).transpose(0, 2, 1)
+        else:
+            src = cols[row0:row0 + nt * rows].reshape(nt, rows, fk, R).transpose(0, 2, 1, 3)
+            _as(dst.view(np.int8), (nt, fk, rows, R))[...] = src
+
+
+def write_x_windows(win: np.ndarray, stream: np.ndarray, groups, geo: dict, R: int) -> None:
+    """The X tiles straight from the conv windows of an NHWC map, no im2col matrix: win is the (N, Ho, Wo, kh,
+    kw, Cb) view in R-channel elements, and every tile holds whole output rows (m_tile a multiple of Wo, tiles
+    inside one image or whole images)."""
+    N, Ho, Wo, kh, kw, Cb = win.shape
+    for off, row0, nt, rows in groups:
+        q = rows // Wo
+        dst = _as(rows_view(stream[off:off + nt * kh * kw * Cb * rows * R], R), (nt, kh, kw, Cb, q, Wo))
+        r, r1, t = row0 // Wo, row0 // Wo + nt * q, 0
+        while r < r1:
+            n, oh = divmod(r, Ho)
+            if q % Ho == 0:                                        # tiles of k whole images
+                k = q // Ho
+                src = _as(win[n:n + nt * k], (nt, k, Ho, Wo, kh, kw, Cb)).transpose(0, 4, 5, 6, 1, 2, 3)
+                _as(dst, (nt, kh, kw, Cb, k, Ho, Wo))[...] = src
+                break
+            if oh == 0 and r1 - r >= Ho and Ho % q == 0:          # whole images, several tiles each
+                nn = (r1 - r) // Ho
+                src = _as(win[n:n + nn], (nn, Ho // q, q, Wo, kh, kw, Cb)).transpose(0, 1, 4, 5, 6, 2, 3)
+                _as(dst[t:t + nn * (Ho // q)], (nn, Ho // q, kh, kw, Cb, q, Wo))[...] = src
+                t, r = t + nn * (Ho // q), r + nn * Ho
+            else:                                                  # whole tiles inside image n
+                k = min((Ho - oh) // q, (r1 - r) // q)
+                if k == 0:
+                    raise ValueError(f"X tile of {rows} rows straddles an image: m_tile must be whole output rows")
+                dst[t:t + k] = _as(win[n, oh:oh + k * q], (k, q, Wo, kh, kw, Cb)).transpose(0, 3, 4, 5, 1, 2)
+                t, r = t + k, r + k * q
+
+
+def read_output(out: np.ndarray, job, dst: np.ndarray) -> None:
+    """A job's output stream (per tile: fn blocks of rows x C) into dst (M x job.N), a view of the layer's output."""
+    C, fn, N = job.cfg.cols, job.fn, job.N
+    dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
+    vals = np.asarray(out)[:job.out_bytes].view(dt)
+    T, last = divmod(job.M, job.m_tile)
+    pos = 0
+    for nt, rows in ((T, job.m_tile), (1 if last else 0, last)):
+        if not nt:
+            continue
+        row0 = pos // (fn * C)
+        block = _as(vals[pos:pos + nt * fn * rows * C], (nt, fn, rows, C))
+        d = dst[row0:row0 + nt * rows]
+        dv = rows_view(d, C) if dt.itemsize == 1 and N == fn * C else None
+        if dv is not None:
+            _as(dv, (nt, rows, fn))[...] = _as(rows_view(block, C), (nt, fn, rows)).transpose(0, 2, 1)
+        else:
+            full = N // C
+            if full:
+                _as(d[:, :full * C], (nt, rows, full, C))[...] = block[:, :full].transpose(0, 2, 1, 3)
+            if N % C:
+                _as(d[:, full * C:], (nt, rows, N % C))[...] = block[:, full, :, :N % C]
+        pos += nt * fn * rows * C
+
+
+def add(a, b, mult, S: int, relu: bool, out) -> None:
+    """out = clip((a * ma + b * mb + 2**(S-1)) >> S): two int8 tensors at their scales, rescaled to out's."""
+    acc = a.astype(np.int32) * np.int32(mult[0])
+    acc += b.astype(np.int32) * np.int32(mult[1])
+    _finish(acc, S, relu, out)
+
+
+def rescale(a, m: int, S: int, out) -> None:
+    """out = clip((a * m + 2**(S-1)) >> S): one int8 tensor moved to another scale (a concatenation's input)."""
+    _finish(a.astype(np.int32) * np.int32(m), S, False, out)
+
+
+def _finish(acc, S: int, relu: bool, out) -> None:
+    if S:
+        acc += np.int32(1 << (S - 1))
+        acc >>= S
+    np.clip(acc, 0 if relu else -128, 127, out=acc)
+    out[...] = acc
+
+
+def maxpool(x, geo: dict, out) -> None:
+    """out (N, Ho, Wo, C) = the max of each window of x (padding never wins: it is -128)."""
+    pt, pb, pl, pr = geo["pads"]
+    xp = np.full((x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr, x.shape[3]), -128, np.int8) \
+        if any(geo["pads"]) else x
+    if xp is not x:
+        pad_into(x, geo["pads"], xp)
+    win = windows(xp, geo, 0, x.shape[3])
+    out[...] = win[:, :, :, 0, 0]
+    for i in range(geo["kh"]):
+        for j in range(geo["kw"]):
+            np.maximum(out, win[:, :, :, i, j], out=out)
+
+
+def avgpool(x, geo: dict, m, shift, out) -> None:
+    """out = requant(window sums, s_in / (count * s_out)) with the window counts folded into (m, shift)."""
+    xp = np.zeros((x.shape[0], x.shape[1] + geo["pads"][0] + geo["pads"][1],
+                   x.shape[2] + geo["pads"][2] + geo["pads"][3], x.shape[3]), np.int8)
+    pad_into(x, geo["pads"], xp)
+    win = windows(xp, geo, 0, x.shape[3])
+    acc = win.astype(np.int32).sum(axis=(3, 4))
+    out[...] = quant.requantize(acc, m[None, :, :, None], shift[None, :, :, None])
+
+
+def global_avgpool(x, m, shift, out) -> None:
+    """out (N, 1, 1, C) = requant(sum over H and W, s_in / (H * W * s_out))."""
+    acc = x.sum(axis=(1, 2), dtype=np.int32, keepdims=True)
+    out[...] = quant.requantize(acc, m, shift)
+
+
+def host_layer(cols, params: dict, relu: bool, out_int32: bool, o0: int, o1: int) -> np.ndarray:
+    """A layer the accelerator build cannot take, run by the numpy golden model (bit-exact with the hardware)."""
+    from pytorch_fpga.contract import accel
+    w = params["w_int8"]
+    W2 = w.reshape(w.shape[0], -1, *w.shape[2:]).transpose(0, 2, 3, 1).reshape(w.shape[0], -1).T if w.ndim == 4 \
+        else w.T
+    o = slice(o0, o1)
+    return accel.golden(cols, W2[:, o], params["bias_int32"][o], params["m"][o], params["shift"][o], relu, out_int32)
+
+
+def dequantize(q, scale, nchw: bool) -> np.ndarray:
+    """float32 q * scale (scale per channel for int32 accumulators), NHWC maps returned as NCHW."""
+    y = (q.astype(np.float64) * np.asarray(scale, np.float64)).astype(np.float32)
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if nchw and y.ndim == 4 else y

@@ -1,0 +1,182 @@
+"""A compiled program for one batch size: buffers allocated once, jobs replayed (numpy + a backend; no torch).
+
+An inference quantizes the input into its NHWC buffer, and then, step by step, writes each accelerator job's X
+tiles into its pre-packed stream (a DMA buffer on a board), runs the job in place, and reads its output into the
+layer's NHWC buffer; host steps run the int8 kernels of pytorch_fpga.runtime.kernels.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pytorch_fpga.contract import accel
+from pytorch_fpga.graph.lower import Plan
+from pytorch_fpga.runtime import kernels
+
+
+@dataclass
+class StepTime:
+    """What one step cost in the last run: accelerator cycles (from the backend), host and backend seconds."""
+    node: str
+    kind: str
+    jobs: int
+    cycles: int
+    host_s: float               # measured here: the step's time outside the backend's job execution
+    backend_s: float            # measured here: inside backend.run_into (a simulator's time off-board)
+
+
+class Program:
+    """One plan on one backend: run(X) for X of the plan's batch size."""
+
+    def __init__(self, plan: Plan, backend):
+        self.plan, self.backend, self.cfg = plan, backend, plan.cfg
+        if backend.cfg != plan.cfg:
+            raise ValueError(f"backend runs config '{backend.cfg.name}', the plan was lowered for '{plan.cfg.name}'")
+        self.t = {}
+        for name, (shape, dtype) in plan.tensors.items():
+            if name not in plan.aliases:
+                self.t[name] = np.zeros(shape, dtype)
+        for name, (base, off) in plan.aliases.items():
+            C = plan.tensors[name][0][-1]
+            self.t[name] = self.t[base][..., off:off + C]
+        self.work = {}
+        for s in plan.steps:
+            if s.kind in ("accel", "host_layer"):
+                self.work[s.node] = self._layer_buffers(s)
+            elif s.kind == "flatten" and s.attrs["order"] == "nhwc":
+                self.t[s.dst] = self.t[s.src[0]].reshape(self.t[s.dst].shape)      # a view: no copy
+        self.times: list[StepTime] = []
+
+    def _layer_buffers(self, s) -> dict:
+        """The padded input, im2col matrices per channel range, and the jobs' in-place streams and outputs."""
+        geo, R = s.attrs, self.cfg.rows
+        x = self.t[s.src[0]]
+        x4 = x.reshape(x.shape[0], 1, 1, -1) if x.ndim == 2 else x
+        pt, pb, pl, pr = geo["pads"]
+        xp = np.zeros((x4.shape[0], x4.shape[1] + pt + pb, x4.shape[2] + pl + pr, x4.shape[3]), np.int8) \
+            if any(geo["pads"]) else None
+        M = geo["N"] * geo["Ho"] * geo["Wo"]
+        cols, jobs = {}, []
+        for jp in s.jobs:
+            stream = self.backend.allocate(jp.job.stream.size)
+            stream[:] = jp.job.stream
+            job = accel.Job(jp.job.M, jp.job.K, jp.job.N, jp.job.m_tile, jp.job.relu, jp.job.out_int32, self.cfg,
+                            stream)
+            groups = kernels.tile_groups(job)
+            direct = _direct_ok(geo, jp, groups, R)
+            if not direct and (jp.c0, jp.c1) not in cols:
+                Kp = -(-geo["kh"] * geo["kw"] * (jp.c1 - jp.c0) // R) * R
+                cols[(jp.c0, jp.c1)] = np.zeros((M, Kp), np.int8)
+            jobs.append((jp, job, self.backend.allocate(jp.job.out_bytes), groups, direct))
+        if s.kind == "host_layer":
+            cols[(0, geo["C"])] = np.zeros((M, geo["kh"] * geo["kw"] * geo["C"]), np.int8)
+        src = xp if xp is not None else x4
+        rv = kernels.rows_view(src, R)
+        return {"x4": x4, "xp": xp, "cols": cols, "jobs": jobs, "rows": rv}
+
+    def _cols(self, s, w, c0, c1) -> np.ndarray:
+        c = w["cols"][(c0, c1)]
+        kernels.im2col_into(w["xp"] if w["xp"] is not None else w["x4"], s.attrs, c0, c1, c)
+        return c
+
+    def _layer(self, s) -> tuple[int, float]:
+        w = self.work[s.node]
+        if w["xp"] is not None:
+            kernels.pad_into(w["x4"], s.attrs["pads"], w["xp"])
+        dst = self.t[s.dst]
+        dst2 = dst.reshape(-1, dst.shape[-1]) if dst.flags.c_contiguous or dst.ndim == 2 else _rows(dst)
+        if s.kind == "host_layer":
+            dst2[...] = kernels.host_layer(self._cols(s, w, 0, s.attrs["C"]), s.params, s.attrs["relu"],
+                                           s.attrs["out_int32"], 0, dst.shape[-1])
+            return 0, 0.0
+        cycles, t_backend, filled, R = 0, 0.0, {}, self.cfg.rows
+        for jp, job, out_buf, groups, direct in w["jobs"]:
+            if direct:
+                win = kernels.windows(w["rows"], s.attrs, jp.c0 // R, jp.c1 // R)
+                kernels.write_x_windows(win, job.stream, groups, s.attrs, R)
+            else:
+                key = (jp.c0, jp.c1)
+                if key not in filled:
+                    filled[key] = self._cols(s, w, *key)
+                kernels.write_x_tiles(filled[key], job.stream, groups, job.fk, R)
+            t0 = time.perf_counter()
+            cycles += self.backend.run_into(job, out_buf)
+            t_backend += time.perf_counter() - t0
+            kernels.read_output(out_buf, job, dst2[:, jp.o0:jp.o0 + job.N])
+        return cycles, t_backend
+
+    def run(self, X) -> np.ndarray:
+        """The graph's float output for the float input X (NCHW, the plan's batch size)."""
+        p = self.plan
+        self.times = []
+        for s in p.steps:
+            t0 = time.perf_counter()
+            cycles, tb = 0, 0.0
+            if s.kind == "quantize":
+                kernels.quantize_input(X, s.attrs["scale"], self.t[s.dst])
+            elif s.kind in ("accel", "host_layer"):
+                cycles, tb = self._layer(s)
+            else:
+                self._host(s)
+            self.times.append(StepTime(s.node, s.kind, len(s.jobs), cycles, time.perf_counter() - t0 - tb, tb))
+        t0 = time.perf_counter()
+        out = p.graph.output
+        src = p.graph[out.inputs[0]]
+        scale = src.params["s_acc"] if src.dtype == "int32" else src.scale
+        Y = kernels.dequantize(self.t[src.name], scale, nchw=True)
+        self.times.append(StepTime(out.name, "dequantize", 0, 0, time.perf_counter() - t0, 0.0))
+        return Y
+
+    def _host(self, s) -> None:
+        t, a = self.t, s.attrs
+        x = t[s.src[0]] if s.src else None
+        dst = t[s.dst]
+        if s.kind == "add":
+            kernels.add(x, t[s.src[1]], s.params["mult"], a["S"], a["relu"], dst)
+        elif s.kind == "cat":
+            off = 0
+            for i, src in enumerate(s.src):
+                C = t[src].shape[-1]
+                if self.plan.aliases.get(src, (None,))[0] != s.dst:      # not already written in place
+                    kernels.rescale(t[src], int(s.params["mult"][i]), a["S"], dst[..., off:off + C])
+                off += C
+        elif s.kind == "maxpool":
+            kernels.maxpool(x, a, dst)
+        elif s.kind == "avgpool":
+            kernels.avgpool(x, a, s.params["m"], s.params["shift"], dst)
+        elif s.kind == "global_avgpool":
+            kernels.global_avgpool(x, s.params["m"], s.params["shift"], dst)
+        elif s.kind == "relu":
+            np.maximum(x, 0, out=dst)
+        elif s.kind == "clamp":
+            np.clip(x, a["lo"], a["hi"], out=dst)
+        elif s.kind == "flatten":
+            if a["order"] != "nhwc":                      # torch's (C, H, W) order for a reader that needs it
+                dst[...] = x.transpose(0, 3, 1, 2).reshape(dst.shape) if x.ndim == 4 else x.reshape(dst.shape)
+        elif s.kind == "host_op":
+            args = [kernels.dequantize(t[i], sc, nchw=True) for i, sc in zip(s.src, a["in_scales"], strict=True)]
+            y = np.asarray(a["fn"](*args), np.float64)
+            q = np.clip(np.rint(y / a["scale"]), -128, 127)
+            dst[...] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+        else:
+            raise ValueError(f"step '{s.node}': no host kernel for {s.kind!r}")
+
+
+def _rows(dst: np.ndarray) -> np.ndarray:
+    """An (M, C) view of an NHWC slice of a wider buffer (a cat's channels): rows stride over the full width."""
+    N, H, W, C = dst.shape
+    return np.lib.stride_tricks.as_strided(dst, (N * H * W, C), (dst.strides[2], dst.strides[3]))
+
+
+def _direct_ok(geo: dict, jp, groups, R: int) -> bool:
+    """Whether a job's X tiles can be written straight from the feature map (R-channel rows, whole output rows)."""
+    if R not in kernels._ROW or geo["C"] % R or jp.c0 % R or jp.c1 % R:
+        return False
+    Ho, Wo = geo["Ho"], geo["Wo"]
+    for _, _, _, rows in groups:
+        q, r = divmod(rows, Wo)
+        if r or not (q % Ho == 0 or (q <= Ho and (geo["N"] == 1 or Ho % q == 0))):
+            return False
+    return True

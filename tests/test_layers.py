@@ -42,8 +42,10 @@ def imports(path: Path) -> set[str]:
                 up = package.split(".")
                 up = up[:len(up) - node.level + 1]
                 base = ".".join(up + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{a.name}" for a in node.names}
+            subs = {f"{base}.{a.name}" for a in node.names}
+            found |= subs
+            if not subs <= set(MODULES):          # `from pkg import module` needs the module, not pkg's names
+                found.add(base)
     return found
 
 

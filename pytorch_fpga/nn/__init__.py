@@ -1,8 +1,9 @@
-"""pytorch_fpga.nn: PyTorch on the accelerator (FPGAConv2d, FPGALinear, offload, profile) and the course models.
+"""pytorch_fpga.nn: PyTorch on the accelerator (pf.compile, FPGAConv2d, FPGALinear, profile) and the course models.
 
 This subpackage is the only part of the library that imports torch; everything else needs numpy alone,
 so the board-side runtime never pulls torch in.
 """
+from pytorch_fpga.nn.compiled_model import CompiledModel, compile, from_onnx  # noqa: F401
 from pytorch_fpga.nn.modules import FPGAConv2d, FPGALinear, Int8Activation, Int8Through, fuse_bn  # noqa: F401
 from pytorch_fpga.nn.offload import CalibrationWarning, choose_backend, fpga_layers, offload  # noqa: F401
 from pytorch_fpga.nn.profile import Profile, profile  # noqa: F401

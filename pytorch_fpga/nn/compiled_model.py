@@ -26,14 +26,35 @@ def _backend_name(backend) -> str | backends.Backend:
     return backends.auto() if backend == "auto" else backend
 
 
-def _amax(observations, amax: dict) -> None:
+SAMPLES = 200_000       # percentile calibration keeps up to this many |values| per tensor
+
+
+def _amax(observations, amax: dict, samples: dict | None, rng) -> None:
     for k, v in observations.items():
         if isinstance(v, np.ndarray) and v.size:
             if not np.all(np.isfinite(v)):
                 raise ValueError(f"node '{k}' produced NaN or inf on the calibration data: check those inputs")
-            amax[k] = max(amax.get(k, 0.0), float(np.abs(v).max()))
+            a = np.abs(v.astype(np.float32, copy=False)).ravel()
+            amax[k] = max(amax.get(k, 0.0), float(a.max()))
+            if samples is not None:
+                keep = a if a.size <= SAMPLES else rng.choice(a, SAMPLES, replace=False)
+                samples.setdefault(k, []).append(keep)
         else:
             amax.setdefault(k, 0.0)
+
+
+def _ranges(observe, data, batch_size: int, calibration: str) -> dict:
+    """{tensor: range}: the max |value| ('minmax'), or the 99.99th percentile of |values| ('percentile')."""
+    if calibration not in ("minmax", "percentile"):
+        raise ValueError(f"calibration must be 'minmax' or 'percentile', got {calibration!r}")
+    amax, samples = {}, ({} if calibration == "percentile" else None)
+    rng = np.random.default_rng(0)
+    for i in range(0, len(data), batch_size):
+        _amax(observe(data[i:i + batch_size]), amax, samples, rng)
+    if samples is not None:
+        for k, parts in samples.items():
+            amax[k] = float(np.percentile(np.concatenate(parts), 99.99))
+    return amax
 
 
 def _check_calibration(data) -> np.ndarray:
@@ -106,14 +127,13 @@ class CompiledModel(nn.Module):
         return repr(self.compiled)
 
 
-def compile_graph(g: Graph, observe, data: np.ndarray, backend="auto", config="z1", batch_size: int = 256):
+def compile_graph(g: Graph, observe, data: np.ndarray, backend="auto", config="z1", batch_size: int = 256,
+                  calibration: str = "minmax"):
     """Optimize g, calibrate it with observe(batch) -> {node: float values} over data, quantize; a Compiled and
     the pass trace."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    amax: dict = {}
-    for i in range(0, len(data), batch_size):
-        _amax(observe(data[i:i + batch_size]), amax)
+        raise ValueError(f"batch_size must be a positive integer (images per calibration pass), got {batch_size!r}")
+    amax = _ranges(observe, data, batch_size, calibration)
     trace = [("captured", str(g))]
     opt = passes.optimize(g, config, trace)
     for n in opt:
@@ -126,9 +146,11 @@ def compile_graph(g: Graph, observe, data: np.ndarray, backend="auto", config="z
     return Compiled(q, config, _backend_name(backend)), trace
 
 
-def compile(model: nn.Module, calibration_data, backend: str = "auto", config="z1", batch_size: int = 256):
+def compile(model: nn.Module, calibration_data, backend: str = "auto", config="z1", batch_size: int = 256,
+            calibration: str = "minmax") -> CompiledModel:
     """Compile an eval-mode PyTorch model for conv_accel: capture, optimize, calibrate on `calibration_data`
-    (float inputs like the model's), quantize to int8, and run it on `backend` ('auto', 'pynq', 'verilator',
+    (float inputs like the model's; ranges by 'minmax' or 'percentile'), quantize to int8, and run it on `backend`
+    ('auto': a board, else the virtual PYNQ, else Verilator, else the numpy model; or 'pynq', 'verilator',
     'model')."""
     from pytorch_fpga.nn.capture import capture
     if not isinstance(model, nn.Module):
@@ -142,16 +164,17 @@ def compile(model: nn.Module, calibration_data, backend: str = "auto", config="z
     def run(batch):
         with torch.no_grad():
             return observe(torch.from_numpy(np.ascontiguousarray(batch)))
-    compiled, trace = compile_graph(g, run, data, backend, config, batch_size)
+    compiled, trace = compile_graph(g, run, data, backend, config, batch_size, calibration)
     return CompiledModel(compiled, g, trace)
 
 
-def from_onnx(path, calibration_data, backend: str = "auto", config="z1", batch_size: int = 64) -> CompiledModel:
+def from_onnx(path, calibration_data, backend: str = "auto", config="z1", batch_size: int = 64,
+              calibration: str = "minmax") -> CompiledModel:
     """Compile an ONNX model: import, calibrate with the numpy float interpreter, quantize, as pf.compile."""
     from pytorch_fpga.graph.onnx_import import import_onnx
     data = _check_calibration(calibration_data)
     g = import_onnx(path)
-    compiled, trace = compile_graph(g, lambda b: interp.run(g, b), data, backend, config, batch_size)
+    compiled, trace = compile_graph(g, lambda b: interp.run(g, b), data, backend, config, batch_size, calibration)
     return CompiledModel(compiled, g, trace)
 
 

@@ -66,9 +66,12 @@ def _wrapped(model, name: str) -> bool:
     return parent is not None and isinstance(model.get_submodule(parent), Int8Through)
 
 
-def profile(model: nn.Module, x, clock_mhz: float | None = None) -> Profile:
-    """Run `model(x)` once and report each leaf layer: MACs, cycles, PE utilization, bytes, inputs clipped when
-    quantized, int8 outputs at the limits (-128/127), time and share."""
+def profile(model: nn.Module, x, clock_mhz: float | None = None):
+    """Run `model(x)` once and report each step or layer. A pf.compile'd model reports its program's steps
+    (CompiledModel.profile); a model built from FPGAConv2d / FPGALinear layers reports each leaf layer: MACs,
+    cycles, PE utilization, bytes, inputs clipped when quantized, int8 outputs at the limits, time and share."""
+    if hasattr(model, "compiled") and hasattr(model, "profile"):
+        return model.profile(x)
     rows, hooks, t0, sat0 = [], [], {}, {}
     acc = getattr(model, "fpga_accelerator", None)
     clock = clock_mhz or (acc.cfg.clock_mhz if acc is not None else 100.0)

@@ -15,7 +15,7 @@ _ROW = {8: np.uint64, 16: np.complex128}          # one array row of int8s as a 
 def rows_view(a: np.ndarray, R: int) -> np.ndarray | None:
     """a (..., k*R) int8 viewed as (..., k) elements of R bytes, or None when it cannot be."""
     dt = _ROW.get(R)
-    if dt is None or a.shape[-1] % R or a.strides[-1] != 1 or a.ctypes.data % R:
+    if dt is None or a.shape[-1] % R or a.strides[-1] != 1:
         return None
     if a.ndim > 1 and any(s % R for s in a.strides[:-1]):
         return None
@@ -49,18 +49,34 @@ def windows(xp: np.ndarray, geo: dict, c0: int, c1: int) -> np.ndarray:
         (sN, sh * sH, sw * sW, dh * sH, dw * sW, sC), writeable=False)
 
 
-def im2col_into(xp: np.ndarray, geo: dict, c0: int, c1: int, cols: np.ndarray) -> None:
-    """cols[:, :K] (M x K, K in (kh, kw, c) order) = the windows of xp; columns beyond K stay zero."""
-    K = geo["kh"] * geo["kw"] * (c1 - c0)
-    win = windows(xp, geo, c0, c1)
-    cols[:, :K].reshape(win.shape)[...] = win
-
-
 def _as(a: np.ndarray, shape) -> np.ndarray:
     """a reshaped without a copy (raises if it would need one)."""
     v = a.view()
     v.shape = shape
     return v
+
+
+def run_copies(pairs) -> None:
+    """Replay precomputed copies: dst[...] = src for every (dst, src) pair of views."""
+    for dst, src in pairs:
+        np.copyto(dst, src)
+
+
+def im2col_copies(xp: np.ndarray, geo: dict, c0: int, c1: int, cols: np.ndarray) -> list:
+    """The copies that fill cols[:, :K] (M x K, K in (kh, kw, c) order) with the windows of xp; columns beyond K
+    stay zero. A window row's kw*c channels lie back to back in an NHWC map (no horizontal dilation, all
+    channels), so they move as one element."""
+    K = geo["kh"] * geo["kw"] * (c1 - c0)
+    win = windows(xp, geo, c0, c1)
+    if geo["dilation"][1] == 1 and (c0, c1) == (0, xp.shape[3]) and xp.base is None and xp.flags.c_contiguous \
+            and geo["kw"] > 1:
+        dt = np.dtype((np.void, geo["kw"] * (c1 - c0)))
+        try:
+            src = np.ndarray(win.shape[:4], dt, buffer=xp, offset=0, strides=win.strides[:4])
+            return [(_as(cols[:, :K].view(dt), win.shape[:4]), src)]
+        except (ValueError, TypeError):
+            pass
+    return [(_as(cols[:, :K], win.shape), win)]
 
 
 def tile_groups(job) -> list[tuple[int, int, int, int]]:
@@ -77,24 +93,26 @@ def tile_groups(job) -> list[tuple[int, int, int, int]]:
     return groups
 
 
-def write_x_tiles(cols: np.ndarray, stream: np.ndarray, groups, fk: int, R: int) -> None:
-    """The X tiles (rows of cols, fold by fold: an (fk, rows, R) block each) into their regions of a job's stream."""
-    cv = rows_view(cols, R)
+def x_tile_copies(cols: np.ndarray, stream: np.ndarray, groups, fk: int, R: int) -> list:
+    """The copies that move X tiles (rows of cols, fold by fold: an (fk, rows, R) block each) into a job's stream."""
+    cv, pairs = rows_view(cols, R), []
     for off, row0, nt, rows in groups:
         dst = stream[off:off + nt * fk * rows * R]
         dv = rows_view(dst, R)
         if cv is not None and dv is not None:
-            _as(dv, (nt, fk, rows))[...] = _as(cv[row0:row0 + nt * rows], (nt, rows, fk)).transpose(0, 2, 1)
+            pairs.append((_as(dv, (nt, fk, rows)), _as(cv[row0:row0 + nt * rows], (nt, rows, fk)).transpose(0, 2, 1)))
         else:
             src = cols[row0:row0 + nt * rows].reshape(nt, rows, fk, R).transpose(0, 2, 1, 3)
-            _as(dst.view(np.int8), (nt, fk, rows, R))[...] = src
+            pairs.append((_as(dst.view(np.int8), (nt, fk, rows, R)), src))
+    return pairs
 
 
-def write_x_windows(win: np.ndarray, stream: np.ndarray, groups, geo: dict, R: int) -> None:
-    """The X tiles straight from the conv windows of an NHWC map, no im2col matrix: win is the (N, Ho, Wo, kh,
-    kw, Cb) view in R-channel elements, and every tile holds whole output rows (m_tile a multiple of Wo, tiles
-    inside one image or whole images)."""
+def x_window_copies(win: np.ndarray, stream: np.ndarray, groups, R: int) -> list:
+    """The copies that move X tiles straight from the conv windows of an NHWC map (no im2col matrix): win is the
+    (N, Ho, Wo, kh, kw, Cb) view in R-channel elements, and every tile holds whole output rows (m_tile a multiple
+    of Wo; tiles inside one image, or of whole images)."""
     N, Ho, Wo, kh, kw, Cb = win.shape
+    pairs = []
     for off, row0, nt, rows in groups:
         q = rows // Wo
         dst = _as(rows_view(stream[off:off + nt * kh * kw * Cb * rows * R], R), (nt, kh, kw, Cb, q, Wo))
@@ -104,28 +122,31 @@ def write_x_windows(win: np.ndarray, stream: np.ndarray, groups, geo: dict, R: i
             if q % Ho == 0:                                        # tiles of k whole images
                 k = q // Ho
                 src = _as(win[n:n + nt * k], (nt, k, Ho, Wo, kh, kw, Cb)).transpose(0, 4, 5, 6, 1, 2, 3)
-                _as(dst, (nt, kh, kw, Cb, k, Ho, Wo))[...] = src
+                pairs.append((_as(dst, (nt, kh, kw, Cb, k, Ho, Wo)), src))
                 break
             if oh == 0 and r1 - r >= Ho and Ho % q == 0:          # whole images, several tiles each
                 nn = (r1 - r) // Ho
                 src = _as(win[n:n + nn], (nn, Ho // q, q, Wo, kh, kw, Cb)).transpose(0, 1, 4, 5, 6, 2, 3)
-                _as(dst[t:t + nn * (Ho // q)], (nn, Ho // q, kh, kw, Cb, q, Wo))[...] = src
+                pairs.append((_as(dst[t:t + nn * (Ho // q)], (nn, Ho // q, kh, kw, Cb, q, Wo)), src))
                 t, r = t + nn * (Ho // q), r + nn * Ho
             else:                                                  # whole tiles inside image n
                 k = min((Ho - oh) // q, (r1 - r) // q)
                 if k == 0:
                     raise ValueError(f"X tile of {rows} rows straddles an image: m_tile must be whole output rows")
-                dst[t:t + k] = _as(win[n, oh:oh + k * q], (k, q, Wo, kh, kw, Cb)).transpose(0, 3, 4, 5, 1, 2)
+                src = _as(win[n, oh:oh + k * q], (k, q, Wo, kh, kw, Cb)).transpose(0, 3, 4, 5, 1, 2)
+                pairs.append((dst[t:t + k], src))
                 t, r = t + k, r + k * q
+    return pairs
 
 
-def read_output(out: np.ndarray, job, dst: np.ndarray) -> None:
-    """A job's output stream (per tile: fn blocks of rows x C) into dst (M x job.N), a view of the layer's output."""
+def output_copies(out: np.ndarray, job, dst: np.ndarray) -> list:
+    """The copies that move a job's output stream (per tile: fn blocks of rows x C) into dst (M x job.N), a view
+    of the layer's output."""
     C, fn, N = job.cfg.cols, job.fn, job.N
     dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
-    vals = np.asarray(out)[:job.out_bytes].view(dt)
+    vals = out[:job.out_bytes].view(dt)
     T, last = divmod(job.M, job.m_tile)
-    pos = 0
+    pos, pairs = 0, []
     for nt, rows in ((T, job.m_tile), (1 if last else 0, last)):
         if not nt:
             continue
@@ -134,14 +155,15 @@ def read_output(out: np.ndarray, job, dst: np.ndarray) -> None:
         d = dst[row0:row0 + nt * rows]
         dv = rows_view(d, C) if dt.itemsize == 1 and N == fn * C else None
         if dv is not None:
-            _as(dv, (nt, rows, fn))[...] = _as(rows_view(block, C), (nt, fn, rows)).transpose(0, 2, 1)
+            pairs.append((_as(dv, (nt, rows, fn)), _as(rows_view(block, C), (nt, fn, rows)).transpose(0, 2, 1)))
         else:
             full = N // C
             if full:
-                _as(d[:, :full * C], (nt, rows, full, C))[...] = block[:, :full].transpose(0, 2, 1, 3)
+                pairs.append((_as(d[:, :full * C], (nt, rows, full, C)), block[:, :full].transpose(0, 2, 1, 3)))
             if N % C:
-                _as(d[:, full * C:], (nt, rows, N % C))[...] = block[:, full, :, :N % C]
+                pairs.append((_as(d[:, full * C:], (nt, rows, N % C)), block[:, full, :, :N % C]))
         pos += nt * fn * rows * C
+    return pairs
 
 
 def add(a, b, mult, S: int, relu: bool, out) -> None:

@@ -50,61 +50,62 @@ class Program:
         self.times: list[StepTime] = []
 
     def _layer_buffers(self, s) -> dict:
-        """The padded input, im2col matrices per channel range, and the jobs' in-place streams and outputs."""
+        """The layer's buffers (padded input, im2col matrices, the jobs' in-place streams and outputs) and every
+        copy an inference replays, as precomputed (dst, src) view pairs."""
         geo, R = s.attrs, self.cfg.rows
         x = self.t[s.src[0]]
         x4 = x.reshape(x.shape[0], 1, 1, -1) if x.ndim == 2 else x
         pt, pb, pl, pr = geo["pads"]
         xp = np.zeros((x4.shape[0], x4.shape[1] + pt + pb, x4.shape[2] + pl + pr, x4.shape[3]), np.int8) \
             if any(geo["pads"]) else None
+        pre = [(xp[:, pt:pt + x4.shape[1], pl:pl + x4.shape[2]], x4)] if xp is not None else []
+        src = xp if xp is not None else x4
         M = geo["N"] * geo["Ho"] * geo["Wo"]
-        cols, jobs = {}, []
+        dst = self.t[s.dst]
+        dst2 = dst.reshape(-1, dst.shape[-1]) if dst.flags.c_contiguous or dst.ndim == 2 else _rows(dst)
+        cols, jobs, first = {}, [], {}
+        if s.kind == "host_layer":
+            cols[(0, geo["C"])] = np.zeros((M, geo["kh"] * geo["kw"] * geo["C"]), np.int8)
+            pre += kernels.im2col_copies(src, geo, 0, geo["C"], cols[(0, geo["C"])])
         for jp in s.jobs:
             stream = self.backend.allocate(jp.job.stream.size)
             stream[:] = jp.job.stream
             job = accel.Job(jp.job.M, jp.job.K, jp.job.N, jp.job.m_tile, jp.job.relu, jp.job.out_int32, self.cfg,
                             stream)
             groups = kernels.tile_groups(job)
-            direct = _direct_ok(geo, jp, groups, R)
-            if not direct and (jp.c0, jp.c1) not in cols:
-                Kp = -(-geo["kh"] * geo["kw"] * (jp.c1 - jp.c0) // R) * R
-                cols[(jp.c0, jp.c1)] = np.zeros((M, Kp), np.int8)
-            jobs.append((jp, job, self.backend.allocate(jp.job.out_bytes), groups, direct))
-        if s.kind == "host_layer":
-            cols[(0, geo["C"])] = np.zeros((M, geo["kh"] * geo["kw"] * geo["C"]), np.int8)
-        src = xp if xp is not None else x4
-        rv = kernels.rows_view(src, R)
-        return {"x4": x4, "xp": xp, "cols": cols, "jobs": jobs, "rows": rv}
-
-    def _cols(self, s, w, c0, c1) -> np.ndarray:
-        c = w["cols"][(c0, c1)]
-        kernels.im2col_into(w["xp"] if w["xp"] is not None else w["x4"], s.attrs, c0, c1, c)
-        return c
+            key = (jp.c0, jp.c1, job.m_tile)
+            if key in first:                          # same X as an earlier job of the layer: copy its tiles
+                g0, s0 = first[key]
+                xs = [(stream[o:o + n * job.fk * r * R], s0[o0:o0 + n * job.fk * r * R])
+                      for (o, _, n, r), (o0, _, _, _) in zip(groups, g0, strict=True)]
+            elif _direct_ok(geo, groups, jp, R):
+                win = kernels.windows(kernels.rows_view(src, R), geo, jp.c0 // R, jp.c1 // R)
+                xs = kernels.x_window_copies(win, stream, groups, R)
+            else:
+                if (jp.c0, jp.c1) not in cols:
+                    Kp = -(-geo["kh"] * geo["kw"] * (jp.c1 - jp.c0) // R) * R
+                    cols[(jp.c0, jp.c1)] = np.zeros((M, Kp), np.int8)
+                    pre += kernels.im2col_copies(src, geo, jp.c0, jp.c1, cols[(jp.c0, jp.c1)])
+                xs = kernels.x_tile_copies(cols[(jp.c0, jp.c1)], stream, groups, job.fk, R)
+            first.setdefault(key, (groups, stream))
+            out = self.backend.allocate(jp.job.out_bytes)
+            jobs.append((job, out, xs, kernels.output_copies(out, job, dst2[:, jp.o0:jp.o0 + job.N])))
+        return {"pre": pre, "jobs": jobs, "cols": cols, "dst2": dst2}
 
     def _layer(self, s) -> tuple[int, float]:
         w = self.work[s.node]
-        if w["xp"] is not None:
-            kernels.pad_into(w["x4"], s.attrs["pads"], w["xp"])
-        dst = self.t[s.dst]
-        dst2 = dst.reshape(-1, dst.shape[-1]) if dst.flags.c_contiguous or dst.ndim == 2 else _rows(dst)
+        kernels.run_copies(w["pre"])
         if s.kind == "host_layer":
-            dst2[...] = kernels.host_layer(self._cols(s, w, 0, s.attrs["C"]), s.params, s.attrs["relu"],
-                                           s.attrs["out_int32"], 0, dst.shape[-1])
+            w["dst2"][...] = kernels.host_layer(w["cols"][(0, s.attrs["C"])], s.params, s.attrs["relu"],
+                                                s.attrs["out_int32"], 0, w["dst2"].shape[-1])
             return 0, 0.0
-        cycles, t_backend, filled, R = 0, 0.0, {}, self.cfg.rows
-        for jp, job, out_buf, groups, direct in w["jobs"]:
-            if direct:
-                win = kernels.windows(w["rows"], s.attrs, jp.c0 // R, jp.c1 // R)
-                kernels.write_x_windows(win, job.stream, groups, s.attrs, R)
-            else:
-                key = (jp.c0, jp.c1)
-                if key not in filled:
-                    filled[key] = self._cols(s, w, *key)
-                kernels.write_x_tiles(filled[key], job.stream, groups, job.fk, R)
+        cycles, t_backend = 0, 0.0
+        for job, out, xs, outs in w["jobs"]:
+            kernels.run_copies(xs)
             t0 = time.perf_counter()
-            cycles += self.backend.run_into(job, out_buf)
+            cycles += self.backend.run_into(job, out)
             t_backend += time.perf_counter() - t0
-            kernels.read_output(out_buf, job, dst2[:, jp.o0:jp.o0 + job.N])
+            kernels.run_copies(outs)
         return cycles, t_backend
 
     def run(self, X) -> np.ndarray:
@@ -170,7 +171,7 @@ def _rows(dst: np.ndarray) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(dst, (N * H * W, C), (dst.strides[2], dst.strides[3]))
 
 
-def _direct_ok(geo: dict, jp, groups, R: int) -> bool:
+def _direct_ok(geo: dict, groups, jp, R: int) -> bool:
     """Whether a job's X tiles can be written straight from the feature map (R-channel rows, whole output rows)."""
     if R not in kernels._ROW or geo["C"] % R or jp.c0 % R or jp.c1 % R:
         return False

@@ -25,11 +25,30 @@ def rows_view(a: np.ndarray, R: int) -> np.ndarray | None:
         return None
 
 
-def quantize_input(x: np.ndarray, scale: float, out: np.ndarray) -> None:
+class Quantize:
     """out (N, H, W, C) int8 = clip(rint(x / scale)) of x (N, C, H, W) float (or (N, F) into (N, F))."""
-    q = np.rint(np.asarray(x, np.float64) / scale)
-    np.clip(q, -128, 127, out=q)
-    out[...] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+
+    def __init__(self, scale: float, out: np.ndarray):
+        self.scale, self.out = float(scale), out
+        shape = (out.shape[0], out.shape[3], out.shape[1], out.shape[2]) if out.ndim == 4 else out.shape
+        self.f = np.empty(shape, np.float64)
+        if out.ndim == 4 and out.shape[3] <= 16:          # a few channels: one strided copy each is faster
+            self.copies = [(out[..., c], self.f[:, c]) for c in range(out.shape[3])]
+        else:                                             # NCHW view of the NHWC buffer
+            self.copies = [(out.transpose(0, 3, 1, 2) if out.ndim == 4 else out, self.f)]
+
+    def __call__(self, x) -> None:
+        np.divide(x, self.scale, out=self.f)
+        np.rint(self.f, out=self.f)
+        np.maximum(self.f, -128, out=self.f)
+        np.minimum(self.f, 127, out=self.f)
+        for dst, src in self.copies:
+            np.copyto(dst, src, casting="unsafe")
+
+
+def quantize_input(x: np.ndarray, scale: float, out: np.ndarray) -> None:
+    """One-off Quantize(scale, out)(x)."""
+    Quantize(scale, out)(x)
 
 
 def pad_into(x: np.ndarray, pads, out: np.ndarray) -> np.ndarray:
@@ -166,38 +185,69 @@ def output_copies(out: np.ndarray, job, dst: np.ndarray) -> list:
     return pairs
 
 
+class Add:
+    """out = clip((a * ma + b * mb + 2**(S-1)) >> S): two int8 tensors at their scales, rescaled to out's
+    (with an activation the low clip is 0). One input alone (b=None) is a rescale (a concatenation's input)."""
+
+    def __init__(self, a, b, mult, S: int, relu: bool, out):
+        self.a, self.b, self.out, self.S = a, b, out, int(S)
+        self.ma, self.mb = np.int32(mult[0]), np.int32(mult[1] if b is not None else 0)
+        self.lo = 0 if relu else -128
+        self.acc = np.empty(a.shape, np.int32)
+        self.tmp = np.empty(a.shape, np.int32) if b is not None else None
+
+    def __call__(self) -> None:
+        acc = self.acc
+        np.copyto(acc, self.a)
+        acc *= self.ma
+        if self.b is not None:
+            np.copyto(self.tmp, self.b)
+            self.tmp *= self.mb
+            acc += self.tmp
+        if self.S:
+            acc += np.int32(1 << (self.S - 1))
+            acc >>= self.S
+        np.clip(acc, self.lo, 127, out=acc)
+        np.copyto(self.out, acc, casting="unsafe")
+
+
 def add(a, b, mult, S: int, relu: bool, out) -> None:
-    """out = clip((a * ma + b * mb + 2**(S-1)) >> S): two int8 tensors at their scales, rescaled to out's."""
-    acc = a.astype(np.int32) * np.int32(mult[0])
-    acc += b.astype(np.int32) * np.int32(mult[1])
-    _finish(acc, S, relu, out)
+    """One-off Add(a, b, mult, S, relu, out)()."""
+    Add(a, b, mult, S, relu, out)()
 
 
 def rescale(a, m: int, S: int, out) -> None:
-    """out = clip((a * m + 2**(S-1)) >> S): one int8 tensor moved to another scale (a concatenation's input)."""
-    _finish(a.astype(np.int32) * np.int32(m), S, False, out)
+    """out = clip((a * m + 2**(S-1)) >> S): one int8 tensor moved to another scale."""
+    Add(a, None, (m,), S, False, out)()
 
 
-def _finish(acc, S: int, relu: bool, out) -> None:
-    if S:
-        acc += np.int32(1 << (S - 1))
-        acc >>= S
-    np.clip(acc, 0 if relu else -128, 127, out=acc)
-    out[...] = acc
+class Maxpool:
+    """out (N, Ho, Wo, C) = the max of each window of x, rows first, then columns (padding is -128: never wins)."""
+
+    def __init__(self, x, geo: dict, out):
+        pt, pb, pl, pr = geo["pads"]
+        self.x, self.out = x, out
+        self.xp = np.full((x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr, x.shape[3]), -128, np.int8) \
+            if any(geo["pads"]) else x
+        self.pad = [(self.xp[:, pt:pt + x.shape[1], pl:pl + x.shape[2]], x)] if self.xp is not x else []
+        (sh, sw), (dh, dw), Ho, Wo = geo["stride"], geo["dilation"], geo["Ho"], geo["Wo"]
+        self.rows = np.empty((x.shape[0], Ho, self.xp.shape[2], x.shape[3]), np.int8)
+        self.row_views = [self.xp[:, i * dh:i * dh + (Ho - 1) * sh + 1:sh] for i in range(geo["kh"])]
+        self.col_views = [self.rows[:, :, j * dw:j * dw + (Wo - 1) * sw + 1:sw] for j in range(geo["kw"])]
+
+    def __call__(self) -> None:
+        run_copies(self.pad)
+        np.copyto(self.rows, self.row_views[0])
+        for v in self.row_views[1:]:
+            np.maximum(self.rows, v, out=self.rows)
+        np.copyto(self.out, self.col_views[0])
+        for v in self.col_views[1:]:
+            np.maximum(self.out, v, out=self.out)
 
 
 def maxpool(x, geo: dict, out) -> None:
-    """out (N, Ho, Wo, C) = the max of each window of x (padding never wins: it is -128)."""
-    pt, pb, pl, pr = geo["pads"]
-    xp = np.full((x.shape[0], x.shape[1] + pt + pb, x.shape[2] + pl + pr, x.shape[3]), -128, np.int8) \
-        if any(geo["pads"]) else x
-    if xp is not x:
-        pad_into(x, geo["pads"], xp)
-    win = windows(xp, geo, 0, x.shape[3])
-    out[...] = win[:, :, :, 0, 0]
-    for i in range(geo["kh"]):
-        for j in range(geo["kw"]):
-            np.maximum(out, win[:, :, :, i, j], out=out)
+    """One-off Maxpool(x, geo, out)()."""
+    Maxpool(x, geo, out)()
 
 
 def avgpool(x, geo: dict, m, shift, out) -> None:

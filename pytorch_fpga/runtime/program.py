@@ -47,6 +47,8 @@ class Program:
                 self.work[s.node] = self._layer_buffers(s)
             elif s.kind == "flatten" and s.attrs["order"] == "nhwc":
                 self.t[s.dst] = self.t[s.src[0]].reshape(self.t[s.dst].shape)      # a view: no copy
+        for s in plan.steps:                              # host kernels with their buffers and views, once
+            self.work.setdefault(s.node, self._host_kernel(s))
         self.times: list[StepTime] = []
 
     def _layer_buffers(self, s) -> dict:
@@ -116,7 +118,7 @@ class Program:
             t0 = time.perf_counter()
             cycles, tb = 0, 0.0
             if s.kind == "quantize":
-                kernels.quantize_input(X, s.attrs["scale"], self.t[s.dst])
+                self.work[s.node](X)
             elif s.kind in ("accel", "host_layer"):
                 cycles, tb = self._layer(s)
             else:
@@ -130,21 +132,35 @@ class Program:
         self.times.append(StepTime(out.name, "dequantize", 0, 0, time.perf_counter() - t0, 0.0))
         return Y
 
+    def _host_kernel(self, s):
+        """The prepared kernel of a host step (its buffers and views made once), or None."""
+        t, a = self.t, s.attrs
+        if s.kind == "quantize":
+            return kernels.Quantize(a["scale"], t[s.dst])
+        if s.kind == "add":
+            return kernels.Add(t[s.src[0]], t[s.src[1]], s.params["mult"], a["S"], a["relu"], t[s.dst])
+        if s.kind == "maxpool":
+            return kernels.Maxpool(t[s.src[0]], a, t[s.dst])
+        if s.kind == "cat":
+            parts, off = [], 0
+            for i, src in enumerate(s.src):
+                C = t[src].shape[-1]
+                if self.plan.aliases.get(src, (None,))[0] != s.dst:      # not already written in place
+                    parts.append(kernels.Add(t[src], None, (int(s.params["mult"][i]),), a["S"], False,
+                                             t[s.dst][..., off:off + C]))
+                off += C
+            return parts
+        return None
+
     def _host(self, s) -> None:
         t, a = self.t, s.attrs
         x = t[s.src[0]] if s.src else None
         dst = t[s.dst]
-        if s.kind == "add":
-            kernels.add(x, t[s.src[1]], s.params["mult"], a["S"], a["relu"], dst)
+        if s.kind in ("add", "maxpool"):
+            self.work[s.node]()
         elif s.kind == "cat":
-            off = 0
-            for i, src in enumerate(s.src):
-                C = t[src].shape[-1]
-                if self.plan.aliases.get(src, (None,))[0] != s.dst:      # not already written in place
-                    kernels.rescale(t[src], int(s.params["mult"][i]), a["S"], dst[..., off:off + C])
-                off += C
-        elif s.kind == "maxpool":
-            kernels.maxpool(x, a, dst)
+            for k in self.work[s.node]:
+                k()
         elif s.kind == "avgpool":
             kernels.avgpool(x, a, s.params["m"], s.params["shift"], dst)
         elif s.kind == "global_avgpool":

@@ -93,6 +93,8 @@ def _eval(n: Node, args: list, X):
         return x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
     if op == "flatten":
         start = int(a.get("start", 1))
+        if a.get("order") == "nhwc" and x.ndim == 4:        # passes.native_layout: (H, W, C) order
+            x = x.transpose(0, 2, 3, 1)
         return x.reshape(x.shape[:start] + (-1,))
     if op == "identity":
         return x

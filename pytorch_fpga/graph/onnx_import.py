@@ -35,7 +35,16 @@ def import_onnx(model_or_path, name: str | None = None) -> Graph:
         import onnx.inliner
         model = onnx.inliner.inline_local_functions(model)
     model = shape_inference.infer_shapes(model, data_prop=True)
-    return Graph(_Importer(model).run(), name or default)
+    return Graph(_live(_Importer(model).run()), name or default)
+
+
+def _live(nodes: list) -> list:
+    """The nodes the output depends on (shape arithmetic left behind by a mapped Reshape is dropped)."""
+    need = {n.name for n in nodes if n.op in ("output", "input")}
+    for n in reversed(nodes):
+        if n.name in need:
+            need |= set(n.inputs)
+    return [n for n in nodes if n.name in need]
 
 
 def _shape(value_info):
@@ -249,7 +258,8 @@ class _Importer:
 
     def _op_Add(self, n, a):
         s = [self.shapes.get(i) for i in n.input]
-        if len(n.input) != 2 or not self._acts(n) or s[0] is None or s[0] != s[1] or None in s[0]:
+        if len(n.input) != 2 or not self._acts(n) or s[0] is None or s[1] is None or len(s[0]) != len(s[1]) \
+                or s[0][1:] != s[1][1:] or None in s[0][1:]:            # the batch may be symbolic (None)
             return False
         self._emit(n, "add", list(n.input), {"act": None})
 
@@ -304,7 +314,10 @@ class _Importer:
         self._emit(n, "flatten", [n.input[0]], {"start": 1})
 
     def _op_Reshape(self, n, a):
-        si, spec = self.shapes.get(n.input[0]), self._const(n.input[1])
+        si, spec, so = self.shapes.get(n.input[0]), self._const(n.input[1]), self.shapes.get(n.output[0])
+        if spec is None and si is not None and so is not None and len(si) >= 2 and len(so) == 2 \
+                and None not in si[1:] and so[1] == int(np.prod(si[1:])):
+            return self._emit(n, "flatten", [n.input[0]], {"start": 1})     # a computed (N, -1) shape
         if si is None or spec is None or len(si) < 2 or spec.size != 2:
             return False
         spec = [int(v) for v in spec]

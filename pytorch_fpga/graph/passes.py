@@ -143,7 +143,9 @@ def placement_table(g: Graph) -> str:
     """Where each op runs and why, one row a node."""
     rows = [f"{'node':28s} {'op':15s} {'where':12s} note"]
     for n in g.nodes:
-        note = n.attrs.get("why") or (f"from {n.source}" if n.placement == "host float" and n.source else "")
+        note = n.attrs.get("why") or ""
+        if n.placement != "accelerator" and n.op not in ("input", "output") and n.source:
+            note += f" ({n.source})" if note else n.source
         if n.fused:
             note = (note + "; " if note else "") + "fused: " + ", ".join(n.fused)
         rows.append(f"{n.name[:28]:28s} {n.op:15s} {n.placement or '-':12s} {note}")

@@ -56,14 +56,15 @@ def _scale(name: str, amax: dict, key: str) -> float:
 
 
 def _forced_scales(g: Graph, amax: dict) -> dict:
-    """Scales fixed by a reader: an accelerator layer read only by a cat produces the cat's scale."""
+    """Scales fixed by a reader: an accelerator layer read only by a cat produces the cat's scale (not a clamp's,
+    whose scale is its upper bound / 127)."""
     forced = {}
     for n in g.nodes:
         if n.op == "cat":
             s = _scale(n.name, amax, tensor_of(n))
             for i in n.inputs:
                 src = g[i]
-                if src.op in ("conv2d", "linear") and len(g.users(i)) == 1 and src.attrs.get("act") is None:
+                if src.op in ("conv2d", "linear") and len(g.users(i)) == 1 and src.attrs.get("act") in (None, "relu"):
                     forced[i] = s
     return forced
 

@@ -105,7 +105,7 @@ class Compiled:
             attrs = {k: v for k, v in n.attrs.items() if k != "fn"}
             nodes.append({"name": n.name, "op": n.op, "inputs": n.inputs, "attrs": attrs, "shape": n.shape,
                           "source": n.source, "dtype": n.dtype, "scale": n.scale, "placement": n.placement,
-                          "fused": n.fused, "params": sorted(n.params)})
+                          "fused": n.fused, "params": list(n.params)})
             for k, v in n.params.items():
                 arrays[f"{len(nodes) - 1}/{k}"] = np.asarray(v)
         meta = {"format": FORMAT, "name": self.graph.name, "config": self.cfg.name, "nodes": nodes}

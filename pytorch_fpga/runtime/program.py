@@ -175,6 +175,11 @@ class Program:
         elif s.kind == "host_op":
             args = [kernels.dequantize(t[i], sc, nchw=True) for i, sc in zip(s.src, a["in_scales"], strict=True)]
             y = np.asarray(a["fn"](*args), np.float64)
+            want = (dst.shape[0], dst.shape[3], dst.shape[1], dst.shape[2]) if dst.ndim == 4 else dst.shape
+            if y.shape != want:
+                raise ValueError(f"host op '{s.node}' returned shape {y.shape}, the graph expects {want}: it does not "
+                                 "compute an activation of the captured shape (shape arithmetic?); export the model "
+                                 "with a static shape or simplify that part")
             q = np.clip(np.rint(y / a["scale"]), -128, 127)
             dst[...] = q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
         else:

@@ -1,4 +1,5 @@
-"""`python -m pytorch_fpga bench`: a fixed layer set on the simulated accelerator, written as JSON."""
+"""`python -m pytorch_fpga bench`: a fixed layer set on the simulated accelerator, the compiler's host work per
+inference (pytorch_fpga.bench_compiler), and the tools' speeds, written as JSON."""
 from __future__ import annotations
 
 import json
@@ -89,9 +90,11 @@ def table(record: dict) -> str:
 
 def main(args) -> int:
     """CLI entry: run, print the table, write JSON."""
-    from pytorch_fpga import bench_tools
+    from pytorch_fpga import bench_compiler, bench_tools
     rec = run(args.backend, args.config, synth=not args.no_synth)
     print(table(rec))
+    rec["compiler"] = bench_compiler.run("model", args.config)
+    print(bench_compiler.table(rec["compiler"]))
     rec["tool_speeds"] = bench_tools.run()
     print(bench_tools.table(rec["tool_speeds"]))
     if args.json:

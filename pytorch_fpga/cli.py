@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     """Parse the command line and run a subcommand; return the exit code."""
     p = argparse.ArgumentParser(prog="python -m pytorch_fpga", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="the digits CNN offloaded to the simulated accelerator: accuracy, "
-                                    "bit-exactness, profile")
+    d = sub.add_parser("demo", help="the digits CNN compiled for the simulated accelerator: accuracy, "
+                                    "bit-exactness, placement, projected end-to-end time")
     d.add_argument("--backend", default="auto", choices=["auto", "verilator", "model", "pynq"],
                    help="where the offloaded layers run (auto: a board, else the virtual PYNQ, else Verilator, "
                         "else the numpy model)")
@@ -56,7 +56,8 @@ def main(argv=None) -> int:
     d.add_argument("--batch", type=int, default=150, help="images per accelerator call")
     d.add_argument("--calibration", type=int, default=500, help="training images used to calibrate scales")
     d.set_defaults(fn=_demo)
-    b = sub.add_parser("bench", help="benchmark a fixed layer set on the simulated accelerator (JSON out)")
+    b = sub.add_parser("bench", help="benchmark a fixed layer set on the simulated accelerator and the compiler's "
+                                     "host work per inference (JSON out)")
     b.add_argument("--json", default=None, help="write the results to this JSON file")
     b.add_argument("--backend", default="verilator", choices=["verilator", "pynq", "model"])
     b.add_argument("--config", default="z1")

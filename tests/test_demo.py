@@ -22,9 +22,16 @@ def test_demo_as_make_demo_runs_it():
     # and min/max activation scales loses at most a couple of images (1.5 points = 7 images is the bound).
     assert acc_f >= 97.0 and acc_q >= acc_f - 1.5, (acc_f, acc_q)
     assert "bit-exact with the numpy model backend: yes" in text
-    for layer in ("conv1", "conv2", "dw", "pw", "fc"):
-        assert re.search(rf"^{layer}\s+FPGA\w+\s+fpga", text, re.M), layer
-    assert re.search(r"latency [\d.]+ us per image; throughput [\d,]+ images/s", text)
+    for layer in ("conv1", "conv2", "dw", "pw", "fc"):                  # the placement table
+        assert re.search(rf"^{layer}\s+(conv2d|linear)\s+accelerator", text, re.M), layer
+    assert re.search(r"^pool\s+maxpool\s+host int8", text, re.M)
+    # the projection adds its three parts, each labelled, and derives images/s from their sum
+    m = re.search(r"accelerator ([\d,]+) us \(projected\)\s+\+\s+DMA/driver set-up ([\d,]+) us \(estimated\)\s+\+"
+                  r"\s+host ([\d,]+) us \(measured here[^)]*\)\s+=\s+([\d,]+) us end to end: ([\d,]+) images/s "
+                  r"projected", text)
+    assert m, text
+    acc, setup, host, e2e, ips = (float(g.replace(",", "")) for g in m.groups())
+    assert abs(acc + setup + host - e2e) <= 2 and abs(150 / e2e * 1e6 - ips) <= 0.01 * ips
 
 
 def test_array_demo_checks_the_systolic_array():

@@ -75,6 +75,26 @@ def _as(a: np.ndarray, shape) -> np.ndarray:
     return v
 
 
+def merge_runs(dst: np.ndarray, src: np.ndarray):
+    """(dst, src) with their last axis fused into one element when it is contiguous in both (a run of bytes
+    numpy then moves in one step), else unchanged."""
+    if dst.ndim < 2 or dst.shape != src.shape or dst.strides[-1] != dst.itemsize or src.strides[-1] != src.itemsize:
+        return dst, src
+    dt = np.dtype((np.void, dst.itemsize * dst.shape[-1]))
+    out = []
+    for v in (dst, src):
+        root, b = v, v.base
+        while b is not None:                      # through views and as_strided's wrapper to the owner
+            if isinstance(b, np.ndarray):
+                root = b
+            b = getattr(b, "base", None)
+        if not root.flags.c_contiguous:
+            return dst, src
+        off = v.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+        out.append(np.ndarray(v.shape[:-1], dt, buffer=root, offset=off, strides=v.strides[:-1]))
+    return tuple(out)
+
+
 def run_copies(pairs) -> None:
     """Replay precomputed copies: dst[...] = src for every (dst, src) pair of views."""
     for dst, src in pairs:
@@ -141,19 +161,19 @@ def x_window_copies(win: np.ndarray, stream: np.ndarray, groups, R: int) -> list
             if q % Ho == 0:                                        # tiles of k whole images
                 k = q // Ho
                 src = _as(win[n:n + nt * k], (nt, k, Ho, Wo, kh, kw, Cb)).transpose(0, 4, 5, 6, 1, 2, 3)
-                pairs.append((_as(dst, (nt, kh, kw, Cb, k, Ho, Wo)), src))
+                pairs.append(merge_runs(_as(dst, (nt, kh, kw, Cb, k, Ho, Wo)), src))
                 break
             if oh == 0 and r1 - r >= Ho and Ho % q == 0:          # whole images, several tiles each
                 nn = (r1 - r) // Ho
                 src = _as(win[n:n + nn], (nn, Ho // q, q, Wo, kh, kw, Cb)).transpose(0, 1, 4, 5, 6, 2, 3)
-                pairs.append((_as(dst[t:t + nn * (Ho // q)], (nn, Ho // q, kh, kw, Cb, q, Wo)), src))
+                pairs.append(merge_runs(_as(dst[t:t + nn * (Ho // q)], (nn, Ho // q, kh, kw, Cb, q, Wo)), src))
                 t, r = t + nn * (Ho // q), r + nn * Ho
             else:                                                  # whole tiles inside image n
                 k = min((Ho - oh) // q, (r1 - r) // q)
                 if k == 0:
                     raise ValueError(f"X tile of {rows} rows straddles an image: m_tile must be whole output rows")
                 src = _as(win[n, oh:oh + k * q], (k, q, Wo, kh, kw, Cb)).transpose(0, 3, 4, 5, 1, 2)
-                pairs.append((dst[t:t + k], src))
+                pairs.append(merge_runs(dst[t:t + k], src))
                 t, r = t + k, r + k * q
     return pairs
 

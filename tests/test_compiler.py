@@ -218,3 +218,19 @@ def test_bad_calibration_data_is_refused():
         with pytest.raises(ValueError, match="calibration must be"):
             pf.compile(model, np.random.default_rng(0).random((4, 1, 8, 8), np.float32), backend="model",
                        calibration="mse")
+
+
+def test_far_out_of_range_inputs_warn_once_and_saturation_is_counted(digits):
+    Xtr, _, Xte, _ = digits
+    cm = pf.compile(digits_cnn.load_pretrained(), Xtr[:200], backend="model")
+    with pytest.warns(RuntimeWarning, match="calibrated range"):
+        cm.run(Xte[:10] * 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cm.run(Xte[:10] * 10)                                  # once per compiled model
+    p = cm.profile(Xte[:10] * 10)
+    row = next(r for r in p.rows if r["op"] == "quantize")
+    q = np.rint(Xte[:10].astype(np.float64) * 10 / cm.graph.input.scale)
+    assert row["inputs_clipped"] == int(np.count_nonzero(np.abs(q) > 127)) > 0
+    assert row["outputs_at_limit"] == int(np.count_nonzero(np.clip(q, -128, 127) == 127) +
+                                          np.count_nonzero(np.clip(q, -128, 127) == -128))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import warnings
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class Compiled:
         self._backend = backend if isinstance(backend, backends.Backend) else None
         self.backend_name = backend.name if isinstance(backend, backends.Backend) else backend
         self.programs: dict[int, Program] = {}
+        self._range_warned = False
 
     @property
     def backend(self) -> backends.Backend:
@@ -69,6 +71,14 @@ class Compiled:
         X = self.check_input(X)
         if len(X) == 0:
             raise ValueError("the input batch is empty: pass at least one image")
+        if not self._range_warned:
+            s = self.graph.input.scale
+            peak = float(np.abs(X).max())
+            if peak > 2 * 127 * s:
+                self._range_warned = True
+                warnings.warn(f"inputs reach {peak / (127 * s):.1f}x the calibrated range (|x| up to {peak:.4g}, "
+                              f"calibrated {127 * s:.4g}): values beyond it are clipped to int8. Calibrate with "
+                              "data like these inputs (pf.compile(model, data))", RuntimeWarning, stacklevel=2)
         return self.program(len(X)).run(X)
 
     __call__ = run
@@ -87,8 +97,16 @@ class Compiled:
         """Run once and report every step: projected accelerator time, estimated set-up, host time measured here."""
         self.run(X)
         prog = self.program(len(X))
-        return report.make(prog, {n.name: n.placement for n in self.graph}, self.macs(len(X)), self.backend_name,
-                           platform.machine() or "this machine")
+        rep = report.make(prog, {n.name: n.placement for n in self.graph}, self.macs(len(X)), self.backend_name,
+                          platform.machine() or "this machine")
+        s = self.graph.input.scale
+        clipped = int(np.count_nonzero(np.abs(np.asarray(X, np.float64) / s) > 127.5))
+        for r in rep.rows:                    # saturation, counted on this run's tensors (not in run())
+            t = prog.t.get(r["step"])
+            sat = int(np.count_nonzero((t == 127) | (t == -128))) if t is not None and t.dtype == np.int8 else 0
+            r["outputs_at_limit"], r["outputs"] = sat, (int(t.size) if t is not None and t.dtype == np.int8 else 0)
+            r["inputs_clipped"] = clipped if r["op"] == "quantize" else 0
+        return rep
 
     def jobs(self, batch: int = 1) -> str:
         """The accelerator jobs of the program for `batch` images."""

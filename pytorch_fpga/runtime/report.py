@@ -1,5 +1,6 @@
 """What a compiled program's inference costs, step by step, with every number labelled by where it comes from.
 
+    sat        int8 outputs at -128 or 127 (saturated), counted on the profiled run
     accel us   projected: the backend's cycle count (RTL counters, or pf.accel.cycle_model) at the clock
     setup us   estimated: driver work per job on the board (SETUP_US_PER_JOB each), not measured here
     host us    measured here: the step's host work (im2col into the streams, int8 kernels, copies)
@@ -62,15 +63,18 @@ class ProgramProfile:
     def table(self, top: int | None = None) -> str:
         """A text table; the time columns are labelled: projected, estimated, measured here."""
         rows = self.rows if top is None else sorted(self.rows, key=lambda r: -(r["accel_us"] + r["host_us"]))[:top]
-        head = (f"{'step':26s} {'op':14s} {'where':11s} {'jobs':>4s} {'cycles':>10s} {'util':>6s} "
+        head = (f"{'step':26s} {'op':14s} {'where':11s} {'jobs':>4s} {'cycles':>10s} {'util':>6s} {'sat':>6s} "
                 f"{'accel us':>10s} {'setup us':>9s} {'host us':>9s}")
-        sub = f"{'':26s} {'':14s} {'':11s} {'':>4s} {'':>10s} {'':>6s} {'projected':>10s} {'estimated':>9s} " \
-              f"{'measured':>9s}"
+        sub = f"{'':26s} {'':14s} {'':11s} {'':>4s} {'':>10s} {'':>6s} {'':>6s} {'projected':>10s} " \
+              f"{'estimated':>9s} {'measured':>9s}"
         lines = [head, sub]
         for r in rows:
             util = f"{r['utilization']:6.1%}" if r["jobs"] else f"{'':6s}"
+            n = r.get("outputs", 0)
+            sat = f"{r['outputs_at_limit'] / n:6.1%}" if n else f"{'':6s}"
             lines.append(f"{r['step'][:26]:26s} {r['op'][:14]:14s} {r['where'][:11]:11s} {r['jobs']:4d} "
-                         f"{r['cycles']:10,d} {util} {r['accel_us']:10.1f} {r['setup_us']:9.1f} {r['host_us']:9.1f}")
+                         f"{r['cycles']:10,d} {util} {sat} {r['accel_us']:10.1f} {r['setup_us']:9.1f} "
+                         f"{r['host_us']:9.1f}")
         e2e = self.end_to_end_us
         lines.append(f"batch {self.batch}: accelerator {self.accel_us:,.1f} us projected at {self.clock_mhz:g} MHz + "
                      f"set-up {self.setup_us:,.1f} us estimated ({SETUP_US_PER_JOB:g} us/job) + host "

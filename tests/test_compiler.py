@@ -234,3 +234,10 @@ def test_far_out_of_range_inputs_warn_once_and_saturation_is_counted(digits):
     assert row["inputs_clipped"] == int(np.count_nonzero(np.abs(q) > 127)) > 0
     assert row["outputs_at_limit"] == int(np.count_nonzero(np.clip(q, -128, 127) == 127) +
                                           np.count_nonzero(np.clip(q, -128, 127) == -128))
+
+
+def test_torch_finds_the_backend_without_importing_the_package_first():
+    code = ("import sys, torch; from torch._dynamo.backends.registry import lookup_backend; "
+            "fn = lookup_backend('pytorch_fpga'); print(fn.__module__, fn.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["pytorch_fpga.nn.compiled_model", "dynamo_backend"]

@@ -76,7 +76,8 @@ def test_offload_on_the_pynq_backend_matches_the_model(trio):
     model = digits_cnn.load_pretrained()
     on_pynq = pf.offload(model, torch.from_numpy(Xtr[:200]), backend="pynq", config="z1")
     on_model = pf.offload(model, torch.from_numpy(Xtr[:200]), backend="model", config="z1")
-    assert on_pynq.fpga_accelerator.backend.name == "pynq"
+    assert on_pynq.compiled.backend.name == "pynq" and on_pynq.compiled.backend.virtual
+    assert on_model.compiled.backend.name == "model"
     with torch.no_grad():
         a, b = on_pynq(torch.from_numpy(Xte[:60])), on_model(torch.from_numpy(Xte[:60]))
     assert torch.equal(a, b)

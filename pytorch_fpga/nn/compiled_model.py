@@ -29,11 +29,12 @@ def _backend_name(backend) -> str | backends.Backend:
 SAMPLES = 200_000       # percentile calibration keeps up to this many |values| per tensor
 
 
-def _amax(observations, amax: dict, samples: dict | None, rng) -> None:
+def _amax(observations, amax: dict, samples: dict | None, rng, where: str = "") -> None:
     for k, v in observations.items():
         if isinstance(v, np.ndarray) and v.size:
             if not np.all(np.isfinite(v)):
-                raise ValueError(f"node '{k}' produced NaN or inf on the calibration data: check those inputs")
+                raise ValueError(f"node '{k}' produced NaN or inf on the calibration data{where}: the float model "
+                                 "itself produces them there; check those inputs and the layers before it")
             a = np.abs(v.astype(np.float32, copy=False)).ravel()
             amax[k] = max(amax.get(k, 0.0), float(a.max()))
             if samples is not None:
@@ -50,7 +51,8 @@ def _ranges(observe, data, batch_size: int, calibration: str) -> dict:
     amax, samples = {}, ({} if calibration == "percentile" else None)
     rng = np.random.default_rng(0)
     for i in range(0, len(data), batch_size):
-        _amax(observe(data[i:i + batch_size]), amax, samples, rng)
+        _amax(observe(data[i:i + batch_size]), amax, samples, rng,
+              f" (samples {i}..{min(len(data), i + batch_size) - 1}, batch_size {batch_size})")
     if samples is not None:
         for k, parts in samples.items():
             amax[k] = float(np.percentile(np.concatenate(parts), 99.99))
@@ -65,8 +67,11 @@ def _check_calibration(data) -> np.ndarray:
         raise ValueError("calibration_data is empty: pass a few representative inputs (e.g. 100 images)")
     if not np.issubdtype(data.dtype, np.floating):
         raise TypeError(f"calibration_data must be float (what the model sees), got {data.dtype}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError("calibration_data has NaN or inf values: remove or repair those samples")
+    bad = ~np.isfinite(data.reshape(len(data), -1)).all(axis=1)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise ValueError(f"calibration_data has NaN or inf values in samples {idx[:5].tolist()}"
+                         f"{' ...' if idx.size > 5 else ''}: remove or repair those samples")
     if data.size > 1 and float(data.max()) == float(data.min()):
         warnings.warn(f"calibration_data is constant (every value is {float(data.min()):g}): the scales fit that "
                       "one input only; calibrate with representative inputs", quantize.CalibrationWarning,
@@ -158,13 +163,17 @@ def compile(model: nn.Module, calibration_data, backend: str = "auto", config="z
     data = _check_calibration(calibration_data)
     if model.training:
         warnings.warn("pf.compile: the model was in training mode; it is compiled as in eval()", stacklevel=2)
-    model = model.eval()
-    g, observe = capture(model, torch.from_numpy(data[:1]), name=type(model).__name__)
+    was_training = model.training
+    model.eval()
+    try:                                            # the caller's model goes back to its mode afterwards
+        g, observe = capture(model, torch.from_numpy(data[:1]), name=type(model).__name__)
 
-    def run(batch):
-        with torch.no_grad():
-            return observe(torch.from_numpy(np.ascontiguousarray(batch)))
-    compiled, trace = compile_graph(g, run, data, backend, config, batch_size, calibration)
+        def run(batch):
+            with torch.no_grad():
+                return observe(torch.from_numpy(np.ascontiguousarray(batch)))
+        compiled, trace = compile_graph(g, run, data, backend, config, batch_size, calibration)
+    finally:
+        model.train(was_training)
     return CompiledModel(compiled, g, trace)
 
 

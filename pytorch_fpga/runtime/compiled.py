@@ -32,6 +32,13 @@ class Compiled:
         self.programs: dict[int, Program] = {}
         self._range_warned = False
 
+    def __getstate__(self):
+        """Pickled without the backend and programs (a simulator handle, DMA buffers): rebuilt on first use."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_backend", "programs")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _backend=None, programs={})
+
     @property
     def backend(self) -> backends.Backend:
         if self._backend is None:

@@ -185,6 +185,15 @@ def test_onnx_models_compile_like_torch_models(digits, tmp_path):
     acc_f, acc_q = _accuracy(_float(model, Xte), yte), _accuracy(cm.run(Xte), yte)
     assert acc_q >= acc_f - 0.015, (acc_f, acc_q)
     assert "conv2d" in cm.graph.ops() and "add" in cm.graph.ops()
+    # exported from a strided numpy-backed example, torch's exporter leaves shape arithmetic in the graph: refused
+    bad = tmp_path / "strided.onnx"
+    code = code.replace("torch.randn(2, 1, 8, 8)", "torch.from_numpy(np.zeros((2, 8, 8, 1), np.float32)).permute("
+                        "0, 3, 1, 2)").replace(str(path), str(bad))
+    subprocess.run([sys.executable, "-c", "import numpy as np; " + code], check=True, capture_output=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="shape arithmetic at run time"):
+            pf.from_onnx(bad, Xtr[:100], backend="model")
 
 
 def test_profile_labels_every_time_and_adds_them_up(digits):

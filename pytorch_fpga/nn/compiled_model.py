@@ -132,6 +132,22 @@ class CompiledModel(nn.Module):
         return repr(self.compiled)
 
 
+def _check_host_ops(g: Graph, values: dict, batch: int) -> None:
+    """Refuse a host op that computes something other than an activation of its captured shape (shape arithmetic
+    left in an exported graph), which a program cannot replay."""
+    for n in g:
+        v = values.get(n.name)
+        if n.op == "host_op" and n.shape is not None and (
+                not isinstance(v, np.ndarray) or v.ndim != len(n.shape) or v.shape[0] != batch
+                or any(a is not None and a != b for a, b in zip(n.shape[1:], v.shape[1:], strict=True))):
+            got = getattr(v, "shape", type(v).__name__)
+            raise ValueError(f"node '{n.name}' ({n.attrs.get('target')}{' at ' + n.source if n.source else ''}) "
+                             f"returns shape {got} for a batch of {batch}, not an activation of shape "
+                             f"{('N',) + tuple(n.shape[1:])}: the graph does shape "
+                             "arithmetic at run time (an ONNX export from a strided example input does this; export "
+                             "with torch.zeros(...) as the example, or with static shapes)")
+
+
 def compile_graph(g: Graph, observe, data: np.ndarray, backend="auto", config="z1", batch_size: int = 256,
                   calibration: str = "minmax"):
     """Optimize g, calibrate it with observe(batch) -> {node: float values} over data, quantize; a Compiled and
@@ -139,6 +155,8 @@ def compile_graph(g: Graph, observe, data: np.ndarray, backend="auto", config="z
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer (images per calibration pass), got {batch_size!r}")
     amax = _ranges(observe, data, batch_size, calibration)
+    if len(data) >= 2:
+        _check_host_ops(g, observe(data[:2]), 2)
     trace = [("captured", str(g))]
     opt = passes.optimize(g, config, trace)
     for n in opt:
@@ -209,7 +227,7 @@ def dynamo_backend(gm: torch.fx.GraphModule, example_inputs, options: dict | Non
         warnings.warn("pytorch_fpga torch.compile backend: no options={'calibration_data': ...}; calibrating on "
                       "the first inputs only", quantize.CalibrationWarning, stacklevel=2)
         calib = example_inputs[data[0]]
-    model = _GraphModel(gm, example_inputs, data[0])
+    model = _GraphModel(gm, example_inputs, data[0]).eval()
     cm = compile(model, calib, opts.get("backend", "auto"), opts.get("config", "z1"))
     tuple_out = _returns_tuple(gm)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def _lint(args) -> int:
@@ -11,13 +12,20 @@ def _lint(args) -> int:
 
 
 def _synth(args) -> int:
-    from pytorch_fpga.sim import synth
-    rep = synth.accel_report(args.config, args.json)
+    import json
+
+    from pytorch_fpga.sim import synth, timing
+    tim = None if args.no_timing else timing.timing_report(args.config)   # one Yosys run: cells and netlist
+    rep = synth.accel_report(args.config, cells=tim["cell_counts"] if tim else None)
     r, u = rep["resources"], rep["utilization"]
     print(f"conv_accel '{args.config}' on xc7z020 (Yosys estimate): " + ", ".join(
         f"{k} {r[k]:g} ({u[k]:.0%})" for k in ("LUT", "FF", "DSP48E1", "RAMB36")))
     print("fits (DSP <= 220, LUT <= 70%, RAMB36 <= 140):", rep["fits"])
+    if tim:
+        rep["timing"] = {k: v for k, v in tim.items() if k != "cell_counts"}
+        print(timing.format_report(tim))
     if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=1))
         print(f"wrote {args.json}")
     return 0 if rep["fits"] else 1
 
@@ -73,9 +81,11 @@ def main(argv=None) -> int:
     k.add_argument("--json", default=None, help="write the results to this JSON file")
     k.add_argument("--quiet", action="store_true", help="no progress bar")
     k.set_defaults(fn=_soak)
-    s = sub.add_parser("synth", help="Yosys resource estimate of conv_accel for the XC7Z020")
+    s = sub.add_parser("synth", help="Yosys resource and clock-rate estimate of conv_accel for the XC7Z020")
     s.add_argument("--config", default="z1")
     s.add_argument("--json", default=None, help="write the report to this JSON file")
+    s.add_argument("--no-timing", action="store_true", help="resources only: skip the clock-rate estimate "
+                   "(logic depth x DS187 delays; an estimate, not a timing closure)")
     s.set_defaults(fn=_synth)
     a = sub.add_parser("array-demo", help="a random int8 GEMM on the simulated systolic array, checked")
     a.add_argument("--rows", type=int, default=8)

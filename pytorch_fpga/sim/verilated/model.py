@@ -26,7 +26,8 @@ COUNTERS = regmap.COUNTERS
 # vs_run_until conditions and return codes (as in harness.cpp)
 COND_OUT_LAST, COND_IN_EMPTY, COND_STATUS = 1, 2, 4
 ERR_BUDGET, ERR_AXIL, ERR_ARG = -1, -2, -3
-PATTERNS = {"none": 0, "random": 1, "periodic": 2}
+PATTERNS = {"none": 0, "random": 1, "periodic": 2, "credit": 3}   # idle / backpressure kinds (harness.cpp)
+BEAT_CREDIT = regmap.BEAT_BYTES     # a beat costs this many bytes of credit (kind 'credit'), partial or not
 
 
 class VsimError(RuntimeError):
@@ -68,6 +69,8 @@ _SIGNATURES = {
                            ctypes.c_uint64]),
     "vs_set_backpressure": (None, [ctypes.c_void_p, ctypes.c_int, ctypes.c_double, ctypes.c_uint32,
                                    ctypes.c_uint32, ctypes.c_uint64]),
+    "vs_set_credit": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64]),
+    "vs_set_in_delay": (None, [ctypes.c_void_p, ctypes.c_uint64]),
     "vs_run": (ctypes.c_uint64, [ctypes.c_void_p, ctypes.c_uint64]),
     "vs_run_until": (ctypes.c_int64, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_uint32,
                                       ctypes.c_uint64, ctypes.c_uint32]),
@@ -223,14 +226,56 @@ class VerilatedAccel:
         """Clock cycles simulated since the model was created."""
         return self._lib.vs_cycles(self._h)
 
-    def set_idle(self, kind: str = "none", prob: float = 0.0, on: int = 1, off: int = 0, seed: int = 1) -> None:
-        """s_axis_tvalid pauses between beats: 'random' (probability prob a cycle), 'periodic' (on, off)."""
-        self._lib.vs_set_idle(self._h, PATTERNS[kind], prob, on, off, seed)
+    def set_idle(self, kind: str = "none", prob: float = 0.0, on: int = 1, off: int = 0, seed: int = 1,
+                 bytes_per_cycle: float | None = None) -> None:
+        """s_axis_tvalid pauses between beats: 'random' (probability prob a cycle), 'periodic' (on, off), or
+        'credit' (at most bytes_per_cycle on average: see set_credit)."""
+        if self._pattern_kind(kind, bytes_per_cycle) == "credit":
+            self.set_credit("in", bytes_per_cycle)
+        else:
+            self._lib.vs_set_idle(self._h, PATTERNS[kind], prob, on, off, seed)
 
     def set_backpressure(self, kind: str = "none", prob: float = 0.0, on: int = 1, off: int = 0,
-                         seed: int = 2) -> None:
-        """m_axis_tready drops: 'random' (probability prob a cycle) or 'periodic' (on cycles up, off down)."""
-        self._lib.vs_set_backpressure(self._h, PATTERNS[kind], prob, on, off, seed)
+                         seed: int = 2, bytes_per_cycle: float | None = None) -> None:
+        """m_axis_tready drops: 'random' (probability prob a cycle), 'periodic' (on cycles up, off down), or
+        'credit' (at most bytes_per_cycle on average: see set_credit)."""
+        if self._pattern_kind(kind, bytes_per_cycle) == "credit":
+            self.set_credit("out", bytes_per_cycle)
+        else:
+            self._lib.vs_set_backpressure(self._h, PATTERNS[kind], prob, on, off, seed)
+
+    @staticmethod
+    def _pattern_kind(kind: str, bytes_per_cycle) -> str:
+        if kind not in PATTERNS:
+            raise ValueError(f"unknown pattern kind {kind!r}; choose one of {sorted(PATTERNS)}")
+        if (kind == "credit") != (bytes_per_cycle is not None):
+            raise ValueError("bytes_per_cycle goes with kind='credit' (and kind='credit' needs bytes_per_cycle)")
+        return kind
+
+    def set_credit(self, port: str, bytes_per_cycle: float) -> None:
+        """Limit a stream deterministically to bytes_per_cycle on average (a token bucket in the harness).
+
+        port 'in' (s_axis) or 'out' (m_axis). Each cycle the port could move a beat (s_axis: a cycle with a new
+        beat to present; m_axis: every cycle) it gains bytes_per_cycle of credit (Q32 fixed point: exact to 2**-32
+        bytes) and a beat costs BEAT_CREDIT (8) bytes, partial or not. Credit does not pile up while the port
+        waits, so a stalled stream never catches up faster. Replaces set_idle / set_backpressure on that port;
+        bytes_per_cycle in (0, 8] (8: every cycle).
+        """
+        if port not in ("in", "out"):
+            raise ValueError(f"port must be 'in' (s_axis) or 'out' (m_axis), not {port!r}")
+        if not 0 < bytes_per_cycle <= BEAT_CREDIT:
+            raise ValueError(f"bytes_per_cycle must be in (0, {BEAT_CREDIT}] (a beat of {BEAT_CREDIT} bytes a cycle "
+                             f"at most), got {bytes_per_cycle}")
+        rate = max(1, min(BEAT_CREDIT << 32, round(bytes_per_cycle * 2**32)))
+        if self._lib.vs_set_credit(self._h, 0 if port == "in" else 1, rate):
+            raise VsimError(f"vs_set_credit refused rate {rate} on port {port}")
+
+    def set_input_delay(self, cycles: int) -> None:
+        """Hold each transfer's first input beat `cycles` cycles after its push (a push into an empty input
+        queue starts a transfer): the DMA's set-up and the memory's first-read latency. 0 (default): at once."""
+        if cycles < 0:
+            raise ValueError(f"the input delay must be >= 0 cycles, got {cycles}")
+        self._lib.vs_set_in_delay(self._h, int(cycles))
 
     # -- time
     def run(self, cycles: int) -> None:

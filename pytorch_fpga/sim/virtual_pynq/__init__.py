@@ -32,6 +32,9 @@ What is simulated:
   transfer finishes, so pynq's polling wait() loops see transfers progress. A transfer during which no beat
   moves on either stream for `budget_cycles` cycles is flagged DMAIntErr + halted with a log message, so
   wait() raises instead of spinning forever (a board would hang).
+* DDR bandwidth: by default MM2S delivers a beat every cycle. `start(cfg, memory=MemoryModel.at(400))` (or
+  `dev.set_memory(...)`; pytorch_fpga.sim.memory) limits it to the model's bandwidth and holds each transfer's
+  first beat for the DMA's set-up and the first read's latency (optionally it limits S2MM too).
 * Memory: pynq.allocate returns real PynqBuffers with physical addresses in design's DDR window. The buffer's
   own memory is the CPU's (cached) view; the simulated DDR (a numpy byte array) is what the DMA sees.
   flush() copies buffer -> DDR, invalidate() DDR -> buffer, so a missing flush or invalidate fails here as

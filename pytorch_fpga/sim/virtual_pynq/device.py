@@ -14,6 +14,7 @@ from pynq.buffer import PynqBuffer
 from pynq.pl_server.device import Device
 
 from pytorch_fpga.contract import accel, design
+from pytorch_fpga.sim import memory as mem
 from pytorch_fpga.sim import verilated
 from pytorch_fpga.sim.virtual_pynq.ddr import CMA_SIZE, DDR
 from pytorch_fpga.sim.virtual_pynq.dma import AxiDmaModel
@@ -75,10 +76,12 @@ class VirtualDevice(Device):
     trace_limit: entries kept in `trace` (the oldest are dropped); None keeps all.
     cacheable: the default of allocate(cacheable=...): True gives a CPU copy that needs flush/invalidate.
     quiet: no message when the Verilator library is built.
+    memory: the DDR the DMA streams from (pytorch_fpga.sim.memory.MemoryModel: bandwidth, latency, set-up); None:
+        ideal, a beat every cycle. See set_memory.
     """
 
     def __init__(self, config=None, *, poll_cycles: int = 100, budget_cycles: int = 1_000_000,
-                 trace_limit: int | None = 10_000, cacheable: bool = True, quiet: bool = False):
+                 trace_limit: int | None = 10_000, cacheable: bool = True, quiet: bool = False, memory=None):
         super().__init__(f"virtual_{design.BOARD.lower().replace('-', '_')}")
         self.name = f"{design.BOARD} (virtual)"
         self.arch = "armv7l"                     # pynq.ps.ZYNQ_ARCH: pynq.Clocks drives the emulated SLCR
@@ -105,6 +108,8 @@ class VirtualDevice(Device):
             self._slcr[off] = (d1 << 20) | (d0 << 8)
         self._slcr_names = _slcr_names()
         self._backpressure = ("none", {})
+        self.memory, self._bp_from_memory = None, False
+        self.set_memory(memory)
         self._dir = tempfile.mkdtemp(prefix="pynq_sim_")
         self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
         self._saved = None
@@ -221,16 +226,39 @@ class VirtualDevice(Device):
             self.sim = verilated.VerilatedAccel(self.cfg, quiet=self.quiet)
         else:
             self.sim.reset()
-        self.sim.set_idle("none")
+        self._apply_memory()
         self.dma = AxiDmaModel(self)
         self.programmed = True
 
     # -- streams
     def set_backpressure(self, kind: str = "none", **kwargs) -> None:
         """S2MM's tready pattern while a receive transfer is programmed (verilated.set_backpressure's arguments)."""
-        self._backpressure = (kind, kwargs)
+        self._backpressure, self._bp_from_memory = (kind, kwargs), False
         if self.dma is not None:
             self.dma._gate_s2mm()
+
+    def set_memory(self, memory=None) -> None:
+        """The memory model MM2S streams through (a MemoryModel; None: ideal). Its S2MM limit, if it has one,
+        becomes S2MM's tready pattern (a later set_backpressure overrides it). Holds across PL downloads."""
+        memory = mem.check(memory)
+        if memory is not None:
+            memory.check_clock(self.cfg)
+        out = memory.output_pattern() if memory is not None else None
+        if out is not None or self._bp_from_memory:
+            self._backpressure, self._bp_from_memory = out or ("none", {}), out is not None
+        self.memory = memory
+        if self.sim is not None:
+            self._apply_memory()
+        if self.dma is not None:
+            self.dma._gate_s2mm()
+
+    def _apply_memory(self) -> None:
+        """The memory model's input pattern and first-beat delay on the harness (S2MM goes through the DMA)."""
+        if self.memory is None:
+            self.sim.set_idle("none")
+            self.sim.set_input_delay(0)
+        else:
+            self.memory.apply(self.sim, output=False)
 
     @property
     def cycles(self) -> int:
@@ -349,15 +377,18 @@ def start(config=None, **kwargs) -> VirtualDevice:
     active device (and free the simulation) at the end, or call .deactivate() / .close() yourself.
 
     config: the accelerator build ('z1', the overlay's, by default; 'sim8' simulates faster); kwargs: as
-    VirtualDevice (poll_cycles, budget_cycles, trace_limit, cacheable, quiet).
+    VirtualDevice (poll_cycles, budget_cycles, trace_limit, cacheable, quiet, memory).
     """
     return VirtualDevice(config, **kwargs).activate()
 
 
-def ensure(config=None, **kwargs) -> VirtualDevice:
-    """The active virtual PYNQ if it is of this build, else a new one started with `start`."""
+def ensure(config=None, memory=None, **kwargs) -> VirtualDevice:
+    """The active virtual PYNQ if it is of this build, else a new one started with `start`. memory: a MemoryModel
+    set on the device (the active one too); None leaves an active device's memory model as it is."""
     cfg = accel.config(config or design.CONFIG)
     dev = getattr(pynq.Device, "_active_device", None)
     if isinstance(dev, VirtualDevice) and dev.cfg == cfg:
+        if memory is not None:
+            dev.set_memory(memory)
         return dev
-    return start(cfg, **kwargs)
+    return start(cfg, memory=memory, **kwargs)

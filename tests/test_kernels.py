@@ -8,7 +8,7 @@ from pytorch_fpga.contract import accel, stream_codec
 from pytorch_fpga.core import conv, quant
 from pytorch_fpga.graph import quantize
 from pytorch_fpga.graph.ir import Node
-from pytorch_fpga.graph.lower import _pool_multipliers, _window_counts, pool_geometry
+from pytorch_fpga.graph.lower import _window_counts, pool_geometry
 from pytorch_fpga.runtime import kernels
 
 
@@ -61,7 +61,7 @@ def test_avgpool_is_the_mean_in_output_steps_within_one(rng, k, s, p, ceil, incl
                                       "count_include_pad": incl})
     geo = pool_geometry(n, x.shape)
     ratio = 0.04 / 0.03                                                 # s_in / s_out
-    m, shift = _pool_multipliers(ratio / _window_counts(geo, incl))
+    m, shift = quant.quantize_multiplier(ratio / _window_counts(geo, incl))
     out = np.empty((2, geo["Ho"], geo["Wo"], 4), np.int8)
     kernels.avgpool(x, geo, m, shift, out)
     mean = F.avg_pool2d(torch.from_numpy(x).permute(0, 3, 1, 2).double(), k, s, p, ceil_mode=ceil,

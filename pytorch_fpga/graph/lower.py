@@ -192,9 +192,10 @@ def lower(g: Graph, batch: int, cfg="z1") -> Plan:
             attrs = dict(geo)
             if n.op == "avgpool":
                 counts = _window_counts(geo, n.attrs.get("count_include_pad", True))
-                params["m"], params["shift"] = _pool_multipliers(n.attrs["ratio"] / counts)
+                params["m"], params["shift"] = quant.quantize_multiplier(n.attrs["ratio"] / counts)
         elif n.op == "global_avgpool":
-            params["m"], params["shift"] = _pool_multipliers(n.attrs["ratio"] / (src[0][1] * src[0][2]))
+            params["m"], params["shift"] = quant.quantize_multiplier(
+                n.attrs["ratio"] / (src[0][1] * src[0][2]))
         elif n.op == "clamp":
             attrs = {"lo": n.attrs["qlo"], "hi": n.attrs["qhi"]}
         elif n.op == "flatten":
@@ -214,13 +215,6 @@ def lower(g: Graph, batch: int, cfg="z1") -> Plan:
                     aliases[i] = (s.dst, off)
                 off += tensors[i][0][-1]
     return Plan(g, batch, cfg, steps, tensors, aliases)
-
-
-def _pool_multipliers(ratio):
-    """(m, shift) of each window's s_in / (count * s_out)."""
-    r = np.asarray(ratio, np.float64)
-    m, shift = quant.quantize_multiplier(np.atleast_1d(r).ravel())
-    return m.reshape(r.shape), shift.reshape(r.shape)
 
 
 def summary(plan: Plan) -> str:

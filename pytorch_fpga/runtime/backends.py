@@ -63,10 +63,13 @@ class Backend:
     def __init__(self, cfg="z1"):
         self.cfg = accel.config(cfg)
 
-    def run(self, job: accel.Job) -> tuple[np.ndarray, JobReport]:
-        """Run one job: its output matrix (int8 or int32) and a JobReport."""
+    def _check(self, job: accel.Job) -> None:
         if job.cfg != self.cfg:
             raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
+
+    def run(self, job: accel.Job) -> tuple[np.ndarray, JobReport]:
+        """Run one job: its output matrix (int8 or int32) and a JobReport."""
+        self._check(job)
         Y, cycles = self._run(job)
         return Y, JobReport.make(job, cycles, self.name)
 
@@ -80,11 +83,13 @@ class Backend:
     def run_into(self, job: accel.Job, out: np.ndarray) -> int:
         """Run a job whose stream is already packed (job.stream, from allocate()); write its output stream's bytes
         into `out` (from allocate()); return the job's cycles. The model compiler's programs replay jobs this way."""
-        if job.cfg != self.cfg:
-            raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
+        self._check(job)
+        return int(self._run_into(job, out))
+
+    def _run_into(self, job, out) -> int:
         data, cycles = self._run_bytes(job)
         out[:job.out_bytes] = np.frombuffer(data, np.uint8)
-        return int(cycles)
+        return cycles
 
     def _run_bytes(self, job):
         """(output stream bytes, cycles) of a job."""
@@ -147,11 +152,9 @@ class PynqBackend(Backend):
         buf[:] = 0
         return buf
 
-    def run_into(self, job, out) -> int:
-        if job.cfg != self.cfg:
-            raise ValueError(f"job was packed for config '{job.cfg.name}', this backend runs '{self.cfg.name}'")
-        _, status, counters = self.overlay.run_job(job, out=out)
-        return int(counters["CYCLES"])
+    def _run_into(self, job, out) -> int:
+        _, status, counters = self.overlay.run_job(job, out=out)       # the DMA writes `out` in place
+        return counters["CYCLES"]
 
 
 def shared_overlay():

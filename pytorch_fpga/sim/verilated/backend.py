@@ -31,8 +31,8 @@ class VerilatorBackend(Backend):
         return budget if self.memory is None else self.memory.budget(budget)
 
     def _run(self, job):
-        out, status, counters = self.sim.run_job(job, self._budget(job))
-        return accel.unpack_output(out, job), counters["CYCLES"]
+        out, cycles = self._run_bytes(job)
+        return accel.unpack_output(out, job), cycles
 
     def _run_bytes(self, job):
         out, status, counters = self.sim.run_job(job, self._budget(job))

@@ -7,6 +7,11 @@
 // Result rows are added into accumulator bank (n-fold count % 2): k-fold 0 writes, later k-folds add, so
 // partial sums never leave the chip. When a bank's n-fold is complete it is marked full for the output
 // side, which releases it after reading; the other bank keeps the array busy meanwhile.
+//
+// Window mode: the X bank holds input rows of the feature map and the activation feeder forms the windows:
+// for k-fold (ky, kx, cb) and output pixel (oy, ox) it reads pixel (oy*STRIDE - PAD_T + ky*DIL,
+// ox*STRIDE - PAD_L + kx*DIL), channel block cb, walking the address with the host's steps (adders only),
+// and feeds zeros where the tap falls outside the streamed rows or the width (zero padding).
 `default_nettype none
 `timescale 1ns/1ps
 
@@ -28,6 +33,11 @@ module accel_compute #(
     input  wire [31:0]          cfg_m_tile,
     input  wire [15:0]          cfg_fk,
     input  wire [15:0]          cfg_fn,
+    input  wire                 cfg_window,            // X is feature-map rows; form the windows
+    input  wire                 cfg_depthwise,         // window mode: n-fold j reads channel block j only
+    input  wire [7*32-1:0]      cfg_win,               // WIN_* registers (regmap order)
+    input  wire [63:0]          x_hdr0,                // window mode: tile headers of banks 0 and 1
+    input  wire [63:0]          x_hdr1,
 
     output wire                 x_re,                  // X buffer read port
     output wire [XA_W:0]        x_raddr,               // {bank, row}
@@ -114,8 +124,42 @@ module accel_compute #(
     wire        xf_tile_last = xf_row_last && xf_f == fk - 1 && xf_j == fn - 1;
     wire        xf_issue = xf_active && x_full[xf_bank] && ({1'b0, xq_count} + {3'b0, xf_pending} <= 4'd2);
     wire [31:0] xf_left_after = xf_rows_left - xf_tile_rows;
-    assign x_re = xf_issue;
-    assign x_raddr = {xf_bank, xf_addr};
+
+    // window address generator: registers hold the walk's state; "fresh" (the first read of an n-fold pass)
+    // takes its start from the bank's tile header instead
+    reg         win, dw, xf_fresh, xf_pending_zero;
+    reg [15:0]  w_iw, w_ow, w_cb_m1, ox;
+    reg [3:0]   w_kw_m1, kx;
+    reg signed [15:0] w_s, w_d, w_padl;
+    reg signed [31:0] w_xstep, w_ystep, w_dx, w_dy;
+    reg [15:0]  cbi;
+    reg signed [31:0] a_cur, a_row, a_k, a_kx, a_ky;   // X bank addresses: read, row start, fold bases
+    reg signed [15:0] x_cur, x_kx, y_cur, y_ky;         // input column and row (relative to the tile's rows)
+    wire [63:0] hdr = xf_bank ? x_hdr1 : x_hdr0;
+    wire [15:0] h_nrows = hdr[15:0];
+    wire signed [15:0] h_rely0 = hdr[31:16];
+    wire signed [31:0] h_base = $signed(hdr[63:32]) + (dw ? $signed({16'd0, xf_j}) : 32'sd0);
+    wire signed [31:0] e_a   = xf_fresh ? h_base : a_cur;
+    wire signed [31:0] e_row = xf_fresh ? h_base : a_row;
+    wire signed [31:0] e_k   = xf_fresh ? h_base : a_k;
+    wire signed [31:0] e_kx  = xf_fresh ? h_base : a_kx;
+    wire signed [31:0] e_ky  = xf_fresh ? h_base : a_ky;
+    wire signed [15:0] e_x   = xf_fresh ? -w_padl : x_cur;
+    wire signed [15:0] e_xkx = xf_fresh ? -w_padl : x_kx;
+    wire signed [15:0] e_y   = xf_fresh ? h_rely0 : y_cur;
+    wire signed [15:0] e_yky = xf_fresh ? h_rely0 : y_ky;
+    wire [15:0] e_ox  = xf_fresh ? 16'd0 : ox;
+    wire [3:0]  e_kxi = xf_fresh ? 4'd0 : kx;
+    wire [15:0] e_cbi = xf_fresh ? 16'd0 : cbi;
+    wire        in_w = e_x >= 0 && e_x < $signed(w_iw);
+    wire        in_h = e_y >= 0 && e_y < $signed(h_nrows);
+    wire        xf_zero = win && !(in_w && in_h);           // a padding tap: feed zeros, read nothing
+    assign x_re = xf_issue && !xf_zero;
+    assign x_raddr = {xf_bank, win ? e_a[XA_W-1:0] : xf_addr};
+    // the next fold's base: the next channel block, else the next kernel column, else the next kernel row
+    wire        nx_cb = !dw && e_cbi != w_cb_m1;
+    wire        nx_kx = !nx_cb && e_kxi != w_kw_m1;
+    wire signed [31:0] nk = nx_cb ? e_k + 1 : nx_kx ? e_kx + w_dx : e_ky + w_dy;
 
     always @(posedge clk) begin
         x_release <= 2'b00;
@@ -127,9 +171,40 @@ module accel_compute #(
             xf_tile_rows <= (cfg_m < cfg_m_tile) ? cfg_m : cfg_m_tile;
             xf_bank <= 1'b0; xf_j <= 0; xf_f <= 0; xf_m <= 0; xf_addr <= 0;
             fk <= cfg_fk; fn <= cfg_fn;
+            win <= cfg_window; dw <= cfg_window && cfg_depthwise; xf_fresh <= 1'b1;
+            w_iw <= cfg_win[15:0]; w_ow <= cfg_win[31:16];
+            w_cb_m1 <= {4'd0, cfg_win[32 +: 12]} - 1'b1; w_kw_m1 <= cfg_win[44 +: 4] - 1'b1;
+            w_s <= {12'd0, cfg_win[48 +: 4]}; w_d <= {12'd0, cfg_win[52 +: 4]}; w_padl <= {12'd0, cfg_win[56 +: 4]};
+            w_xstep <= cfg_win[96 +: 32]; w_ystep <= cfg_win[128 +: 32];
+            w_dx <= cfg_win[160 +: 32]; w_dy <= cfg_win[192 +: 32];
         end else begin
             xf_pending <= xf_issue;
             xf_pending_last <= xf_row_last;
+            xf_pending_zero <= xf_zero;
+            if (xf_issue && win) begin                              // window mode: walk the address
+                xf_fresh <= xf_row_last && xf_f == fk - 1;          // the next read starts an n-fold pass
+                if (!xf_row_last) begin                             // next output pixel of this fold
+                    a_k <= e_k; a_kx <= e_kx; a_ky <= e_ky; x_kx <= e_xkx; y_ky <= e_yky;
+                    kx <= e_kxi; cbi <= e_cbi;
+                    if (e_ox == w_ow - 1) begin
+                        ox <= 0; a_row <= e_row + w_ystep; a_cur <= e_row + w_ystep;
+                        x_cur <= e_xkx; y_cur <= e_y + w_s;
+                    end else begin
+                        ox <= e_ox + 1'b1; a_row <= e_row; a_cur <= e_a + w_xstep;
+                        x_cur <= e_x + w_s; y_cur <= e_y;
+                    end
+                end else begin                                      // first pixel of the next fold
+                    ox <= 0; a_k <= nk; a_row <= nk; a_cur <= nk;
+                    cbi <= nx_cb ? e_cbi + 1'b1 : 16'd0;
+                    kx <= nx_cb ? e_kxi : nx_kx ? e_kxi + 1'b1 : 4'd0;
+                    a_kx <= nx_cb ? e_kx : nk;
+                    a_ky <= (nx_cb || nx_kx) ? e_ky : nk;
+                    x_kx <= nx_cb ? e_xkx : nx_kx ? e_xkx + w_d : -w_padl;
+                    x_cur <= nx_cb ? e_xkx : nx_kx ? e_xkx + w_d : -w_padl;
+                    y_ky <= (nx_cb || nx_kx) ? e_yky : e_yky + w_d;
+                    y_cur <= (nx_cb || nx_kx) ? e_yky : e_yky + w_d;
+                end
+            end
             if (xf_issue) begin
                 xf_m <= xf_row_last ? 32'd0 : xf_m + 1'b1;
                 xf_addr <= xf_addr + 1'b1;
@@ -152,7 +227,8 @@ module accel_compute #(
     end
 
     sync_fifo #(.WIDTH(ROWS*8+1), .DEPTH(4)) u_xq (
-        .clk(clk), .rst(rst || start), .push(xf_pending), .din({xf_pending_last, x_rdata}),
+        .clk(clk), .rst(rst || start), .push(xf_pending),
+        .din({xf_pending_last, xf_pending_zero ? {ROWS*8{1'b0}} : x_rdata}),
         .pop(ax_tready), .dout(xq_dout), .empty(xq_empty), .count(xq_count));
 
     // ---------------------------------------------------------------- the array
@@ -244,7 +320,7 @@ module accel_compute #(
 
     assign acc_rd_data = acc_q[acc_rd_bank];
 
-    wire unused = &{1'b0, y_last, y_j};
+    wire unused = &{1'b0, y_last, y_j, cfg_win[95:60]};  // PAD_L's spare bits, WIN_ROW (input side)
 
 endmodule
 

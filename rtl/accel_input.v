@@ -1,6 +1,8 @@
 // accel_input.v - conv_accel's input side: parses a job's AXI4-Stream (64-bit beats) into on-chip buffers.
 //
 // Stream order (pytorch_fpga/contract/regmap.py): parameters of every n-fold, X tile 0, all of W, X tiles 1..T-1.
+// In window mode an X tile is a header beat (kept per bank for the compute side) and then whole input rows of
+// the feature map: NROWS (from the header) rows of cfg_row X buffer rows each.
 // X tiles go to alternating banks (tile t -> bank t % 2); a bank is refilled only after the compute side
 // has released it, so tile t+1 streams in while tile t computes. W is written once per job and counted
 // (w_rows) so compute can start on a fold as soon as its rows have arrived. A tlast on any beat but the
@@ -26,6 +28,8 @@ module accel_input #(
     input  wire [31:0]          cfg_m_tile,          // rows per X tile
     input  wire [15:0]          cfg_fk,              // k-folds = ceil(K / ROWS)
     input  wire [15:0]          cfg_fn,              // n-folds = ceil(N / COLS)
+    input  wire                 cfg_window,          // X tiles are feature-map rows with a header beat
+    input  wire [31:0]          cfg_row,             // window mode: X buffer rows per input row (IW * CB)
 
     input  wire [63:0]          s_axis_tdata,
     input  wire                 s_axis_tvalid,
@@ -43,6 +47,8 @@ module accel_input #(
     output reg  [ROWS*8-1:0]    x_data,
     output reg  [1:0]           x_full,              // bank holds a complete tile
     input  wire [1:0]           x_release,           // compute has read the bank's tile
+    output reg  [63:0]          x_hdr0,              // window mode: the header of the tile in bank 0
+    output reg  [63:0]          x_hdr1,              // ... and in bank 1
 
     output reg                  w_we,
     output reg  [WA_W-1:0]      w_addr,
@@ -80,6 +86,10 @@ module accel_input #(
     reg [WA_W-1:0]   w_next;          // next W row address
     reg              x_we_last;       // the X write in flight completes a tile
     reg              p_last_wr;       // the parameter write in flight is the job's last
+    reg              window;          // window mode (latched at start)
+    reg [31:0]       row_m1;          // window mode: X buffer rows per input row - 1
+    reg              x_hdr;           // window mode: the next X beat is a tile header
+    reg [15:0]       cr, nrows_m1;    // window mode: input row counter and the tile's last input row
 
     // A soft reset in the middle of a packet swallows the packet's remaining beats (up to tlast), so the
     // DMA's MM2S transfer completes instead of feeding the old job's data to the next one.
@@ -110,10 +120,12 @@ module accel_input #(
             assign row_next = {s_axis_tdata, asm_row[MAXB*8-1:64]};
         end
     endgenerate
-    wire x_row_end  = in_x && cb == XB_LAST;
+    wire x_head     = in_x && window && x_hdr;
+    wire x_row_end  = in_x && !x_head && cb == XB_LAST;
     wire w_row_end  = phase == PH_W && cb == WB_LAST;
     wire x_fold_end = x_row_end && cm == tile_rows - 1;
-    wire x_tile_end = x_fold_end && cf == fk - 1;
+    wire x_in_end   = x_row_end && cm == row_m1;      // window mode: an input row's last X buffer row
+    wire x_tile_end = window ? (x_in_end && cr == nrows_m1) : (x_fold_end && cf == fk - 1);
     wire w_fold_end = w_row_end && cm == ROWS - 1;
     wire w_end      = w_fold_end && cf == fk - 1 && cj == fn - 1;
     wire last_beat  = (x_tile_end && !more_tiles && w_done) || (w_end && rows_left == 0);
@@ -137,6 +149,7 @@ module accel_input #(
             tb <= 1'b0; cj <= 0; cf <= 0; cm <= 0; cb <= 0;
             pm_next <= 0; ps_next <= 0; x_next <= 0; w_next <= 0;
             x_full <= 2'b00; error <= 1'b0; w_done <= 1'b0; w_rows <= 0;
+            window <= cfg_window; row_m1 <= cfg_row - 1; x_hdr <= 1'b1; cr <= 0;
         end else begin
             if (w_we) w_rows <= w_rows + 1'b1;                        // readable from the next cycle
             if (x_we && x_we_last) x_full[x_addr[XA_W]] <= 1'b1;      // likewise
@@ -160,14 +173,24 @@ module accel_input #(
                             else begin cj <= cj + 1'b1; phase <= PH_PM; end
                         end else cb <= cb + 1'b1;
                     end
-                    PH_X: begin
+                    PH_X: if (x_head) begin                      // window mode: the tile's header
+                        x_hdr <= 1'b0;
+                        nrows_m1 <= s_axis_tdata[15:0] - 1'b1;
+                        if (tb) x_hdr1 <= s_axis_tdata; else x_hdr0 <= s_axis_tdata;
+                    end else begin
                         cb <= x_row_end ? 16'd0 : cb + 1'b1;
                         if (x_row_end) begin
                             x_we <= 1'b1; x_addr <= {tb, x_next}; x_data <= row_next[MAXB*8-1 -: ROWS*8];
                             x_next <= x_tile_end ? {XA_W{1'b0}} : x_next + 1'b1;
-                            cm <= x_fold_end ? 32'd0 : cm + 1'b1;
-                            if (x_fold_end) cf <= x_tile_end ? 16'd0 : cf + 1'b1;
+                            if (window) begin
+                                cm <= x_in_end ? 32'd0 : cm + 1'b1;
+                                if (x_in_end) cr <= x_tile_end ? 16'd0 : cr + 1'b1;
+                            end else begin
+                                cm <= x_fold_end ? 32'd0 : cm + 1'b1;
+                                if (x_fold_end) cf <= x_tile_end ? 16'd0 : cf + 1'b1;
+                            end
                             if (x_tile_end) begin
+                                x_hdr <= 1'b1;
                                 x_we_last <= 1'b1;
                                 tb <= !tb;
                                 rows_left <= left_after;

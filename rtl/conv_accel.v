@@ -1,7 +1,9 @@
 // conv_accel.v - the int8 GEMM/convolution accelerator the PYNQ-Z1 overlay carries.
 //
 // A job computes Y (M x N) = requant(X (M x K) @ W (K x N) + bias) on a ROWS x COLS weight-stationary
-// systolic array (convolutions arrive lowered to GEMM by the host runtime). Behind a Xilinx AXI DMA in
+// systolic array. Convolutions arrive either lowered to GEMM by the host (im2col rows as X) or, in window
+// mode, as the NHWC feature map itself: the compute side then forms the windows on chip (stride, zero
+// padding, dilation, depthwise), so each input pixel crosses the DMA once per tile, not once per tap. Behind a Xilinx AXI DMA in
 // simple mode: the job's data arrives on s_axis, results leave on m_axis (tlast on the job's last beat),
 // and an AXI4-Lite slave holds control, job dimensions and performance counters. Register map and stream
 // format: pytorch_fpga/contract/regmap.py (generates regmap_generated.vh).
@@ -66,7 +68,9 @@ module conv_accel #(
 
     wire        start, soft_reset, busy, done, error, mac_cycle, stall_in, stall_out;
     wire [31:0] reg_m, reg_k, reg_n, reg_m_tile;
-    wire [1:0]  reg_flags;
+    wire [3:0]  reg_flags;
+    wire [7*32-1:0] reg_win;
+    wire [63:0] x_hdr0, x_hdr1;
     wire        drst = rst || soft_reset;           // datapath reset (registers keep their values)
 
     /* verilator lint_off UNUSEDSIGNAL */
@@ -86,7 +90,7 @@ module conv_accel #(
         .s_axil_arready(s_axil_arready), .s_axil_rdata(s_axil_rdata), .s_axil_rresp(s_axil_rresp),
         .s_axil_rvalid(s_axil_rvalid), .s_axil_rready(s_axil_rready),
         .start(start), .soft_reset(soft_reset), .reg_m(reg_m), .reg_k(reg_k), .reg_n(reg_n),
-        .reg_m_tile(reg_m_tile), .reg_flags(reg_flags), .busy(busy), .done(done), .error(error),
+        .reg_m_tile(reg_m_tile), .reg_flags(reg_flags), .reg_win(reg_win), .busy(busy), .done(done), .error(error),
         .mac_cycle(mac_cycle), .stall_in(stall_in), .stall_out(stall_out));
 
     // ---------------------------------------------------------------- buffers
@@ -116,7 +120,8 @@ module conv_accel #(
     // ---------------------------------------------------------------- input, compute, output
     accel_input #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH), .N_MAX(N_MAX)) u_in (
         .clk(clk), .rst(drst), .start(start), .flush(soft_reset), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile),
-        .cfg_fk(fk), .cfg_fn(fn), .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid),
+        .cfg_fk(fk), .cfg_fn(fn), .cfg_window(reg_flags[`PFA_FLAGS_WINDOW]), .cfg_row(reg_win[64 +: 32]),
+        .x_hdr0(x_hdr0), .x_hdr1(x_hdr1), .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid),
         .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .pm_we(pm_we), .pm_addr(pm_waddr), .ps_we(ps_we), .ps_addr(ps_waddr), .p_data(p_wdata),
         .x_we(x_we), .x_addr(x_waddr), .x_data(x_wdata), .x_full(x_full), .x_release(x_release),
@@ -130,7 +135,9 @@ module conv_accel #(
     accel_compute #(.ROWS(ROWS), .COLS(COLS), .LUT_ROWS(LUT_ROWS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
                     .ACC_DEPTH(ACC_DEPTH)) u_comp (
         .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fk(fk),
-        .cfg_fn(fn), .x_re(x_re), .x_raddr(x_raddr), .x_rdata(x_rdata), .x_full(x_full),
+        .cfg_fn(fn), .cfg_window(reg_flags[`PFA_FLAGS_WINDOW]), .cfg_depthwise(reg_flags[`PFA_FLAGS_DEPTHWISE]),
+        .cfg_win(reg_win), .x_hdr0(x_hdr0), .x_hdr1(x_hdr1), .x_re(x_re), .x_raddr(x_raddr), .x_rdata(x_rdata),
+        .x_full(x_full),
         .x_release(x_release), .w_re(w_re), .w_raddr(w_raddr), .w_rdata(w_rdata), .w_rows(w_rows),
         .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en), .acc_rd_bank(acc_rd_bank),
         .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(mac_cycle), .stall_in(stall_in));

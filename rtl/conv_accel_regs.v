@@ -39,7 +39,8 @@ module conv_accel_regs #(
     output reg  [31:0]            reg_k,
     output reg  [31:0]            reg_n,
     output reg  [31:0]            reg_m_tile,
-    output reg  [1:0]             reg_flags,
+    output reg  [3:0]             reg_flags,
+    output wire [7*32-1:0]        reg_win,     // WIN_SHAPE, WIN_GEOM, WIN_ROW, WIN_XSTEP, WIN_YSTEP, WIN_DX, WIN_DY
     input  wire                   busy,        // a job is running
     input  wire                   done,        // one-cycle pulse: the job's last output beat left
     input  wire                   error,       // the job's input stream or dimensions were wrong
@@ -64,8 +65,19 @@ module conv_accel_regs #(
     assign s_axil_wready  = wr;
     assign s_axil_bresp   = 2'b00;
 
+    reg [31:0] win [0:6];             // window registers, in WIN_* address order
+    genvar wi;
+    generate
+        for (wi = 0; wi < 7; wi = wi + 1) begin : g_win
+            assign reg_win[wi*32 +: 32] = win[wi];
+        end
+    endgenerate
+    // window mode needs every size and step nonzero, and DEPTHWISE an array as wide as it is tall
+    wire win_ok = win[0][15:0] != 0 && win[0][31:16] != 0 && win[1][11:0] != 0 && win[1][15:12] != 0 &&
+                  win[1][19:16] != 0 && win[1][23:20] != 0 && win[2] != 0 &&
+                  (!reg_flags[`PFA_FLAGS_DEPTHWISE] || ROWS == COLS);
     wire dims_ok = reg_m != 0 && reg_k != 0 && reg_n != 0 && reg_m_tile != 0 &&
-                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX;
+                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX && (!reg_flags[`PFA_FLAGS_WINDOW] || win_ok);
 
     always @(posedge clk) begin
         start      <= 1'b0;
@@ -93,7 +105,14 @@ module conv_accel_regs #(
                     `PFA_REG_K:      reg_k      <= s_axil_wdata;
                     `PFA_REG_N:      reg_n      <= s_axil_wdata;
                     `PFA_REG_M_TILE: reg_m_tile <= s_axil_wdata;
-                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[1:0];
+                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[3:0];
+                    `PFA_REG_WIN_SHAPE: win[0] <= s_axil_wdata;
+                    `PFA_REG_WIN_GEOM:  win[1] <= s_axil_wdata;
+                    `PFA_REG_WIN_ROW:   win[2] <= s_axil_wdata;
+                    `PFA_REG_WIN_XSTEP: win[3] <= s_axil_wdata;
+                    `PFA_REG_WIN_YSTEP: win[4] <= s_axil_wdata;
+                    `PFA_REG_WIN_DX:    win[5] <= s_axil_wdata;
+                    `PFA_REG_WIN_DY:    win[6] <= s_axil_wdata;
                     default: ;
                 endcase
             end
@@ -137,7 +156,14 @@ module conv_accel_regs #(
                     `PFA_REG_K:          s_axil_rdata <= reg_k;
                     `PFA_REG_N:          s_axil_rdata <= reg_n;
                     `PFA_REG_M_TILE:     s_axil_rdata <= reg_m_tile;
-                    `PFA_REG_FLAGS:      s_axil_rdata <= {30'd0, reg_flags};
+                    `PFA_REG_FLAGS:      s_axil_rdata <= {28'd0, reg_flags};
+                    `PFA_REG_WIN_SHAPE:  s_axil_rdata <= win[0];
+                    `PFA_REG_WIN_GEOM:   s_axil_rdata <= win[1];
+                    `PFA_REG_WIN_ROW:    s_axil_rdata <= win[2];
+                    `PFA_REG_WIN_XSTEP:  s_axil_rdata <= win[3];
+                    `PFA_REG_WIN_YSTEP:  s_axil_rdata <= win[4];
+                    `PFA_REG_WIN_DX:     s_axil_rdata <= win[5];
+                    `PFA_REG_WIN_DY:     s_axil_rdata <= win[6];
                     `PFA_REG_ID:         s_axil_rdata <= `PFA_MAGIC;
                     `PFA_REG_CONFIG:     s_axil_rdata <= CONFIG_WORD;
                     `PFA_REG_X_DEPTH:    s_axil_rdata <= X_DEPTH;

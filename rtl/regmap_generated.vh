@@ -7,7 +7,7 @@
 `define PFA_REG_K 8'h0C  // RW reduction length (columns of X, rows of W)
 `define PFA_REG_N 8'h10  // RW output channels (columns of W)
 `define PFA_REG_M_TILE 8'h14  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8)
+`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
 `define PFA_REG_ID 8'h1C  // R MAGIC
 `define PFA_REG_CONFIG 8'h20  // R ROWS [7:0], COLS [15:8]
 `define PFA_REG_X_DEPTH 8'h24  // R X buffer rows (of ROWS bytes) per bank
@@ -19,6 +19,13 @@
 `define PFA_REG_STALL_IN 8'h48  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
 `define PFA_REG_STALL_OUT 8'h4C  // R cycles m_axis had data but tready was low (output backpressure)
 `define PFA_REG_JOBS 8'h50  // R jobs completed since reset
+`define PFA_REG_WIN_SHAPE 8'h60  // RW IW [15:0] input width in pixels, OW [31:16] output width
+`define PFA_REG_WIN_GEOM 8'h64  // RW CB [11:0] channel blocks per pixel, KW [15:12], STRIDE [19:16], DIL [23:20], PAD_L [27:24]
+`define PFA_REG_WIN_ROW 8'h68  // RW X buffer rows per input row: IW * CB
+`define PFA_REG_WIN_XSTEP 8'h6C  // RW X buffer address step per output column: STRIDE * CB
+`define PFA_REG_WIN_YSTEP 8'h70  // RW X buffer address step per output row: STRIDE * IW * CB
+`define PFA_REG_WIN_DX 8'h74  // RW X buffer address step per kernel column: DIL * CB
+`define PFA_REG_WIN_DY 8'h78  // RW X buffer address step per kernel row: DIL * IW * CB
 `define PFA_CTRL_START 0  // bit of CTRL: start a job (ignored while busy)
 `define PFA_CTRL_SOFT_RESET 1  // bit of CTRL: abort the job; conv_accel swallows the rest of a packet in flight
 `define PFA_STATUS_IDLE 0  // bit of STATUS: no job running
@@ -26,5 +33,14 @@
 `define PFA_STATUS_ERROR 2  // bit of STATUS: the stream did not match the job, or the job's dimensions do not fit
 `define PFA_FLAGS_RELU 0  // bit of FLAGS: fused ReLU
 `define PFA_FLAGS_OUT_INT32 1  // bit of FLAGS: int32 accumulators + bias out instead of int8
+`define PFA_FLAGS_WINDOW 2  // bit of FLAGS: X is a feature map (NHWC, tile headers); the engine forms the windows
+`define PFA_FLAGS_DEPTHWISE 3  // bit of FLAGS: with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)
+`define PFA_WIN_SHAPE_IW 0  // bits of WIN_SHAPE: input width (pixels)
+`define PFA_WIN_SHAPE_OW 16  // bits of WIN_SHAPE: output width (pixels)
+`define PFA_WIN_GEOM_CB 0  // bits of WIN_GEOM: channel blocks of ROWS channels per pixel
+`define PFA_WIN_GEOM_KW 12  // bits of WIN_GEOM: kernel width
+`define PFA_WIN_GEOM_STRIDE 16  // bits of WIN_GEOM: stride
+`define PFA_WIN_GEOM_DIL 20  // bits of WIN_GEOM: dilation
+`define PFA_WIN_GEOM_PAD_L 24  // bits of WIN_GEOM: left zero padding
 `define PFA_CONFIG_ROWS 0  // bits of CONFIG: systolic array rows
 `define PFA_CONFIG_COLS 8  // bits of CONFIG: systolic array columns

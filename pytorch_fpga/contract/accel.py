@@ -65,6 +65,7 @@ class Job:
     cfg: AccelConfig
     stream: np.ndarray = field(repr=False)     # uint8, a multiple of 8 bytes
     operands: dict = field(default_factory=dict, repr=False)   # X, W, bias, m, shift (for the numpy model)
+    window: object = None      # window mode: the convolution's pf.contract.window.Window (X is a feature map)
 
     @property
     def fk(self) -> int:
@@ -83,7 +84,16 @@ class Job:
     @property
     def flags(self) -> int:
         """The FLAGS register value."""
-        return (regmap.FLAG_RELU if self.relu else 0) | (regmap.FLAG_OUT_INT32 if self.out_int32 else 0)
+        f = (regmap.FLAG_RELU if self.relu else 0) | (regmap.FLAG_OUT_INT32 if self.out_int32 else 0)
+        if self.window is not None:
+            f |= regmap.FLAG_WINDOW | (regmap.FLAG_DEPTHWISE if self.window.depthwise else 0)
+        return f
+
+    def x_tile_beats(self) -> list[int]:
+        """Input-stream beats of each X tile (window mode: the header and the tile's input rows)."""
+        if self.window is not None:
+            return [1 + n * self.window.row(self.cfg) * self.cfg.rows // 8 for n in self.window.tile_nrows(self)]
+        return [self.fk * rows * self.cfg.rows // 8 for rows in self.tiles()]
 
     @property
     def out_bytes(self) -> int:
@@ -92,7 +102,8 @@ class Job:
 
     def registers(self) -> dict:
         """Register writes (name -> value) that set the job up, before CTRL.START."""
-        return {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
+        regs = {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
+        return regs if self.window is None else {**regs, **self.window.registers(self.cfg)}
 
 
 def max_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
@@ -165,6 +176,40 @@ def check_accumulator(W, bias=None, name: str = "the job") -> None:
                             "(K) into several layers, or reduce the bias or the weights' scale")
 
 
+def check_requant(N: int, bias, m, shift, out_int32: bool):
+    """bias, m and shift as int64 arrays of N, checked against what the stream's parameter block can carry."""
+    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)
+    if out_int32 and m is None:
+        m, shift = np.zeros(N, np.int64), np.ones(N, np.int64)
+    if m is None or shift is None:
+        raise ValueError("int8 outputs need the requantization m and shift per channel (pf.quant)")
+    m, shift = np.broadcast_to(np.asarray(m, np.int64), (N,)), np.broadcast_to(np.asarray(shift, np.int64), (N,))
+    if m.min() < 0 or m.max() >= 2**31 or shift.min() < 1 or shift.max() > 62:
+        raise ValueError("m must be in [0, 2**31) and shift in [1, 62] (see pf.quant.quantize_multiplier)")
+    if bias.min() < -2**31 or bias.max() >= 2**31:
+        raise ValueError("bias must fit int32")
+    return bias, m, shift
+
+
+def pack_params(bias, m, shift, cfg: AccelConfig) -> list:
+    """The stream's parameter block: per n-fold, COLS {bias, m} pairs then COLS shift bytes (zero-padded)."""
+    C, N = cfg.cols, len(bias)
+    Np = math.ceil(N / C) * C
+    pb = np.zeros(Np, "<i4")
+    pb[:N] = bias
+    pm = np.zeros(Np, "<u4")
+    pm[:N] = m
+    ps = np.ones(Np, np.uint8)
+    ps[:N] = shift
+    params = []
+    for j in range(Np // C):
+        mb = np.empty((C, 2), "<u4")
+        mb[:, 0] = pb[j * C:(j + 1) * C].view("<u4")
+        mb[:, 1] = pm[j * C:(j + 1) * C]
+        params += [mb.view(np.uint8).ravel(), ps[j * C:(j + 1) * C]]
+    return params
+
+
 def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False,
              cfg="z1", m_tile: int | None = None) -> Job:
     """Pack Y = requant(X @ W + bias) into conv_accel's input stream (params, X tile 0, W, X tiles 1..)."""
@@ -177,30 +222,9 @@ def pack_job(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32:
     m_tile = m_tile or choose_m_tile(M, K, cfg, N, out_int32)
     check_job(M, K, N, m_tile, cfg)
     fk, fn = math.ceil(K / R), math.ceil(N / C)
-    bias = np.zeros(N, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(N)
-    if out_int32 and m is None:
-        m, shift = np.zeros(N, np.int64), np.ones(N, np.int64)
-    if m is None or shift is None:
-        raise ValueError("int8 outputs need the requantization m and shift per channel (pf.quant)")
-    m, shift = np.broadcast_to(np.asarray(m, np.int64), (N,)), np.broadcast_to(np.asarray(shift, np.int64), (N,))
-    if m.min() < 0 or m.max() >= 2**31 or shift.min() < 1 or shift.max() > 62:
-        raise ValueError("m must be in [0, 2**31) and shift in [1, 62] (see pf.quant.quantize_multiplier)")
-    if bias.min() < -2**31 or bias.max() >= 2**31:
-        raise ValueError("bias must fit int32")
+    bias, m, shift = check_requant(N, bias, m, shift, out_int32)
 
-    Np = fn * C
-    pb = np.zeros(Np, "<i4")
-    pb[:N] = bias
-    pm = np.zeros(Np, "<u4")
-    pm[:N] = m
-    ps = np.ones(Np, np.uint8)
-    ps[:N] = shift
-    params = []
-    for j in range(fn):
-        mb = np.empty((C, 2), "<u4")
-        mb[:, 0] = pb[j * C:(j + 1) * C].view("<u4")
-        mb[:, 1] = pm[j * C:(j + 1) * C]
-        params += [mb.view(np.uint8).ravel(), ps[j * C:(j + 1) * C]]
+    params = pack_params(bias, m, shift, cfg)
     Xp = np.zeros((M, fk * R), np.int8)
     Xp[:, :K] = X
     tiles = [Xp[t:t + m_tile] for t in range(0, M, m_tile)]
@@ -284,12 +308,12 @@ def cycle_model(job: Job) -> dict:
     cfg = job.cfg
     R, C = cfg.rows, cfg.cols
     LAT, D = systolic.latency(R, C), systolic.drain(R, C)
-    xbpr, wbpr = R // 8, C // 8                      # beats per X row and per W row
+    wbpr = C // 8                                    # beats per W row
     tiles, fk, fn = job.tiles(), job.fk, job.fn
     params_beats = fn * (C + C // 8)
     t = params_beats                                 # beat clock of the input stream
     x_ready, x_start = [], []                         # tile t: all rows written / first beat
-    x_beats = [fk * rows * xbpr for rows in tiles]
+    x_beats = job.x_tile_beats()
     w_beats = fn * fk * R * wbpr
     release_x = {}                                   # tile -> cycle the compute side freed its bank
     # input stream order: X0, W, X1, X2, ...; tile t >= 2 also waits for bank release (filled in below)

@@ -20,7 +20,9 @@ REGISTERS = {
     "K":          (0x0C, "RW", "reduction length (columns of X, rows of W)"),
     "N":          (0x10, "RW", "output channels (columns of W)"),
     "M_TILE":     (0x14, "RW", "rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)"),
-    "FLAGS":      (0x18, "RW", "bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8)"),
+    "FLAGS":      (0x18, "RW", "bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), "
+                               "bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), "
+                               "bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)"),
     "ID":         (0x1C, "R",  "MAGIC"),
     "CONFIG":     (0x20, "R",  "ROWS [7:0], COLS [15:8]"),
     "X_DEPTH":    (0x24, "R",  "X buffer rows (of ROWS bytes) per bank"),
@@ -32,7 +34,18 @@ REGISTERS = {
     "STALL_IN":   (0x48, "R",  "cycles the array waited for input data (X tile or W fold not yet streamed in)"),
     "STALL_OUT":  (0x4C, "R",  "cycles m_axis had data but tready was low (output backpressure)"),
     "JOBS":       (0x50, "R",  "jobs completed since reset"),
+    # Window mode (FLAGS.WINDOW): the convolution's geometry. X holds input pixels of CB blocks of ROWS
+    # channels; k-fold f is (ky, kx, cb) with cb fastest; the products below are derived by the host.
+    "WIN_SHAPE":  (0x60, "RW", "IW [15:0] input width in pixels, OW [31:16] output width"),
+    "WIN_GEOM":   (0x64, "RW", "CB [11:0] channel blocks per pixel, KW [15:12], STRIDE [19:16], DIL [23:20], "
+                               "PAD_L [27:24]"),
+    "WIN_ROW":    (0x68, "RW", "X buffer rows per input row: IW * CB"),
+    "WIN_XSTEP":  (0x6C, "RW", "X buffer address step per output column: STRIDE * CB"),
+    "WIN_YSTEP":  (0x70, "RW", "X buffer address step per output row: STRIDE * IW * CB"),
+    "WIN_DX":     (0x74, "RW", "X buffer address step per kernel column: DIL * CB"),
+    "WIN_DY":     (0x78, "RW", "X buffer address step per kernel row: DIL * IW * CB"),
 }
+WINDOW_REGS = ("WIN_SHAPE", "WIN_GEOM", "WIN_ROW", "WIN_XSTEP", "WIN_YSTEP", "WIN_DX", "WIN_DY")
 ADDR_W = 8  # AXI-Lite address bits (256-byte register window)
 
 # Bit fields: register -> {field: (lsb, width, description)}.
@@ -41,12 +54,18 @@ FIELDS = {
              "SOFT_RESET": (1, 1, "abort the job; conv_accel swallows the rest of a packet in flight")},
     "STATUS": {"IDLE": (0, 1, "no job running"), "DONE": (1, 1, "a job finished since the last START"),
                "ERROR": (2, 1, "the stream did not match the job, or the job's dimensions do not fit")},
-    "FLAGS": {"RELU": (0, 1, "fused ReLU"), "OUT_INT32": (1, 1, "int32 accumulators + bias out instead of int8")},
+    "FLAGS": {"RELU": (0, 1, "fused ReLU"), "OUT_INT32": (1, 1, "int32 accumulators + bias out instead of int8"),
+              "WINDOW": (2, 1, "X is a feature map (NHWC, tile headers); the engine forms the windows"),
+              "DEPTHWISE": (3, 1, "with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)")},
+    "WIN_SHAPE": {"IW": (0, 16, "input width (pixels)"), "OW": (16, 16, "output width (pixels)")},
+    "WIN_GEOM": {"CB": (0, 12, "channel blocks of ROWS channels per pixel"), "KW": (12, 4, "kernel width"),
+                 "STRIDE": (16, 4, "stride"), "DIL": (20, 4, "dilation"), "PAD_L": (24, 4, "left zero padding")},
     "CONFIG": {"ROWS": (0, 8, "systolic array rows"), "COLS": (8, 8, "systolic array columns")},
 }
 CTRL_START, CTRL_SOFT_RESET = 1 << FIELDS["CTRL"]["START"][0], 1 << FIELDS["CTRL"]["SOFT_RESET"][0]
 STATUS_IDLE, STATUS_DONE, STATUS_ERROR = (1 << FIELDS["STATUS"][f][0] for f in ("IDLE", "DONE", "ERROR"))
-FLAG_RELU, FLAG_OUT_INT32 = (1 << FIELDS["FLAGS"][f][0] for f in ("RELU", "OUT_INT32"))
+FLAG_RELU, FLAG_OUT_INT32, FLAG_WINDOW, FLAG_DEPTHWISE = (1 << FIELDS["FLAGS"][f][0]
+                                                         for f in ("RELU", "OUT_INT32", "WINDOW", "DEPTHWISE"))
 COUNTERS = ("CYCLES", "MAC_CYCLES", "STALL_IN", "STALL_OUT", "JOBS")   # performance counters, read after a job
 
 
@@ -68,6 +87,12 @@ def status_text(status: int) -> str:
 #   3. W:        for each n-fold, for each k-fold: ROWS tile rows of COLS bytes (COLS/8 beats), bottom row first
 #                (pf.systolic.pack_weights order).
 #   4. X tiles 1, 2, ...: as tile 0.
+# Window mode (FLAGS.WINDOW): M = OH * OW output pixels, M_TILE a multiple of OW (whole output rows), K =
+#   (k-folds) * ROWS with k-folds = KH * KW * CB (KH * KW with DEPTHWISE). Each X tile is one header beat
+#   {A0 (int32) [63:32], REL_Y0 (int16) [31:16], NROWS (uint16) [15:0]} then NROWS input rows of IW pixels of
+#   CB blocks of ROWS channels (NHWC, channels zero-padded to CB * ROWS): NROWS * WIN_ROW rows of ROWS bytes.
+#   REL_Y0 is the tile's first output row's window top (oy0 * STRIDE - PAD_T) minus the first streamed input
+#   row; A0 = REL_Y0 * IW * CB - PAD_L * CB. Window taps outside the streamed rows or the width read zero.
 # Output: for each tile, for each n-fold: the tile's rows, each COLS int8 (COLS/8 beats) or COLS int32
 #   (COLS/2 beats); tlast on the job's last beat.
 BEAT_BYTES = 8

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pytorch_fpga.contract import window
 from pytorch_fpga.contract.accel import Job
 
 
@@ -24,14 +25,16 @@ def w_bytes(job: Job) -> int:
 
 def stream_bytes(job: Job) -> int:
     """Bytes of the whole input stream."""
-    return params_bytes(job) + w_bytes(job) + job.M * job.fk * job.cfg.rows
+    return params_bytes(job) + w_bytes(job) + 8 * sum(job.x_tile_beats())
 
 
 def x_regions(job: Job) -> list[tuple[int, int, int]]:
     """(byte offset, first row, rows) of each X tile in the stream: tile 0 after the parameters, the rest after W.
 
-    Tile t holds its rows' K columns fold by fold: an (fk, rows, R) int8 block.
+    Tile t holds its rows' K columns fold by fold: an (fk, rows, R) int8 block. Window jobs: window.x_regions.
     """
+    if job.window is not None:
+        return window.x_regions(job)
     R, pos, out, row0 = job.cfg.rows, params_bytes(job), [], 0
     for t, rows in enumerate(job.tiles()):
         out.append((pos, row0, rows))
@@ -41,7 +44,9 @@ def x_regions(job: Job) -> list[tuple[int, int, int]]:
 
 
 def decode_x(job: Job, stream=None) -> np.ndarray:
-    """X (M x K) int8 from the stream's X tiles."""
+    """X (M x K) int8 from the stream's X tiles (window jobs: the windows the engine forms, M x kh*kw*C)."""
+    if job.window is not None:
+        return window.decode_x(job, stream)
     s = np.asarray(job.stream if stream is None else stream).view(np.int8)
     R, X = job.cfg.rows, np.empty((job.M, job.fk * job.cfg.rows), np.int8)
     for off, row0, rows in x_regions(job):
@@ -62,12 +67,15 @@ def decode_params(job: Job, stream=None) -> dict:
         shift.append(s[pos + C * 8:pos + C * 9].astype(np.int64))
         pos += C * 9
     w0 = x_regions(job)[0]
-    w0 = w0[0] + fk * w0[2] * R
-    blocks = s[w0:w0 + w_bytes(job)].view(np.int8).reshape(fn, fk, R, C)
+    w0 = w0[0] + (w0[3] * job.window.row(job.cfg) if job.window is not None else fk * w0[2]) * R
     # pf.systolic.pack_weights sends a fold's rows bottom first: beat i is row R-1-i
-    W = blocks[:, :, ::-1, :].transpose(1, 2, 0, 3).reshape(fk * R, fn * C)
+    blocks = s[w0:w0 + w_bytes(job)].view(np.int8).reshape(fn, fk, R, C)[:, :, ::-1, :]
     N = job.N
-    return {"W": W[:job.K, :N], "bias": np.concatenate(bias)[:N], "m": np.concatenate(m)[:N],
+    if job.window is not None:
+        W = window.decode_params_w(job, blocks)
+    else:
+        W = blocks.transpose(1, 2, 0, 3).reshape(fk * R, fn * C)[:job.K, :N]
+    return {"W": W, "bias": np.concatenate(bias)[:N], "m": np.concatenate(m)[:N],
             "shift": np.concatenate(shift)[:N]}
 
 

@@ -7,7 +7,7 @@
 #define PFA_REG_K 0x0Cu  // RW reduction length (columns of X, rows of W)
 #define PFA_REG_N 0x10u  // RW output channels (columns of W)
 #define PFA_REG_M_TILE 0x14u  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8)
+#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
 #define PFA_REG_ID 0x1Cu  // R MAGIC
 #define PFA_REG_CONFIG 0x20u  // R ROWS [7:0], COLS [15:8]
 #define PFA_REG_X_DEPTH 0x24u  // R X buffer rows (of ROWS bytes) per bank
@@ -19,6 +19,13 @@
 #define PFA_REG_STALL_IN 0x48u  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
 #define PFA_REG_STALL_OUT 0x4Cu  // R cycles m_axis had data but tready was low (output backpressure)
 #define PFA_REG_JOBS 0x50u  // R jobs completed since reset
+#define PFA_REG_WIN_SHAPE 0x60u  // RW IW [15:0] input width in pixels, OW [31:16] output width
+#define PFA_REG_WIN_GEOM 0x64u  // RW CB [11:0] channel blocks per pixel, KW [15:12], STRIDE [19:16], DIL [23:20], PAD_L [27:24]
+#define PFA_REG_WIN_ROW 0x68u  // RW X buffer rows per input row: IW * CB
+#define PFA_REG_WIN_XSTEP 0x6Cu  // RW X buffer address step per output column: STRIDE * CB
+#define PFA_REG_WIN_YSTEP 0x70u  // RW X buffer address step per output row: STRIDE * IW * CB
+#define PFA_REG_WIN_DX 0x74u  // RW X buffer address step per kernel column: DIL * CB
+#define PFA_REG_WIN_DY 0x78u  // RW X buffer address step per kernel row: DIL * IW * CB
 #define PFA_CTRL_START (1u << 0)
 #define PFA_CTRL_SOFT_RESET (1u << 1)
 #define PFA_STATUS_IDLE (1u << 0)
@@ -26,3 +33,5 @@
 #define PFA_STATUS_ERROR (1u << 2)
 #define PFA_FLAGS_RELU (1u << 0)
 #define PFA_FLAGS_OUT_INT32 (1u << 1)
+#define PFA_FLAGS_WINDOW (1u << 2)
+#define PFA_FLAGS_DEPTHWISE (1u << 3)

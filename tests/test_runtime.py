@@ -79,13 +79,18 @@ def test_gemm_splits_n_when_w_does_not_fit():
     assert len(rep.jobs) == len(parts) and rep.macs == 20 * 30 * 50
 
 
-def test_depthwise_packs_groups_into_one_job():
+def test_depthwise_runs_in_window_mode_or_packs_groups_into_gemm_jobs():
     rng = np.random.default_rng(3)
     X, W = rand8(rng, (1, 16, 6, 6)), rand8(rng, (16, 1, 3, 3))
     parts, _ = compiler.conv2d_parts(X, W, out_int32=True, padding=1, groups=16, cfg=SMALL)
-    assert len(parts) == 2                                  # 8 channels per job on an 8-column array
+    assert len(parts) == 1 and parts[0].job.window.depthwise          # the engine walks channel blocks
     Y, _ = pf.Accelerator("model", SMALL).conv2d(X, W, out_int32=True, padding=1, groups=16)
     np.testing.assert_array_equal(Y, torch_conv(X, W, padding=1, groups=16))
+    # unequal strides: no window mode; groups packed side by side, 8 channels per job on an 8-column array
+    parts, _ = compiler.conv2d_parts(X, W, out_int32=True, padding=1, stride=(1, 2), groups=16, cfg=SMALL)
+    assert len(parts) == 2 and parts[0].job.window is None
+    Y, _ = pf.Accelerator("model", SMALL).conv2d(X, W, out_int32=True, padding=1, stride=(1, 2), groups=16)
+    np.testing.assert_array_equal(Y, torch_conv(X, W, padding=1, stride=(1, 2), groups=16))
 
 
 def test_errors_name_the_problem():

@@ -77,6 +77,14 @@ class Job:
         """n-folds: ceil(N / cols)."""
         return math.ceil(self.N / self.cfg.cols)
 
+    @property
+    def macs(self) -> int:
+        """Useful multiply-accumulates: M*K*N, or in window mode the convolution's own (no channel padding)."""
+        w = self.window
+        if w is None:
+            return self.M * self.K * self.N
+        return self.M * w.kh * w.kw * self.N * (1 if w.depthwise else w.C)
+
     def tiles(self) -> list[int]:
         """Rows in each X tile."""
         return [min(self.m_tile, self.M - t) for t in range(0, self.M, self.m_tile)]

@@ -241,11 +241,10 @@ def decode_x(job: accel.Job, stream=None) -> np.ndarray:
     s = np.asarray(job.stream if stream is None else stream).view(np.uint8)
     R, cb, regs = cfg.rows, win.cb(cfg), win.registers(cfg)
     ky, kx = np.divmod(np.arange(win.kh * win.kw), win.kw)
-    planes = range(cb) if not win.depthwise else range(math.ceil(win.C / R))
     out, row0 = np.zeros((job.M, win.kh * win.kw, cb * R), np.int8), 0
     for (off, _, _, nrows), (_, _, rows) in zip(x_regions(job), win.tiles(job.m_tile), strict=True):
         hdr = int(s[off - 8:off].view("<u8")[0])
-        a0, rel = np.int64(np.int32(hdr >> 32 & 0xFFFFFFFF)), np.int64(np.int16(hdr >> 16 & 0xFFFF))
+        a0, rel = _signed(hdr >> 32, 32), _signed(hdr >> 16, 16)
         buf = s[off:off + nrows * win.row(cfg) * R].view(np.int8).reshape(-1, R)
         oy, ox = np.divmod(np.arange(rows * win.OW), win.OW)
         y = rel + oy[:, None] * win.stride + ky[None] * win.dilation                       # (pixels, taps)
@@ -253,11 +252,17 @@ def decode_x(job: accel.Job, stream=None) -> np.ndarray:
         ok = (y >= 0) & (y < nrows) & (x >= 0) & (x < win.W)
         base = a0 + oy[:, None] * regs["WIN_YSTEP"] + ox[:, None] * regs["WIN_XSTEP"] \
             + ky[None] * regs["WIN_DY"] + kx[None] * regs["WIN_DX"]
-        for c in planes:
+        for c in range(cb):
             vals = buf[np.where(ok, base + c, 0)]
             out[row0:row0 + rows * win.OW, :, c * R:(c + 1) * R] = np.where(ok[..., None], vals, 0)
         row0 += rows * win.OW
     return out[:, :, :win.C].reshape(job.M, -1)
+
+
+def _signed(v: int, bits: int) -> int:
+    """The low `bits` of v as a two's-complement integer."""
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
 
 
 def decode_params_w(job: accel.Job, blocks: np.ndarray) -> np.ndarray:
@@ -269,3 +274,51 @@ def decode_params_w(job: accel.Job, blocks: np.ndarray) -> np.ndarray:
         return dense_weights(w, win)
     Wp = blocks.reshape(job.fn, win.kh, win.kw, win.cb(job.cfg), R, C).transpose(1, 2, 3, 4, 0, 5)
     return Wp.reshape(win.kh, win.kw, -1, job.fn * C)[:, :, :win.C, :job.N].reshape(-1, job.N)
+
+
+def job_cycles(win: Window, Co: int, cfg, out_int32: bool = False) -> int:
+    """Predicted cycles (pf.accel.cycle_model) of the window jobs of a layer, output channels split by n_chunk."""
+    cfg = accel.config(cfg)
+    K, total = win.folds(cfg) * cfg.rows, 0
+    step = cfg.n_max if win.depthwise else accel.n_chunk(K, cfg)
+    for a in range(0, Co, step):
+        n = min(step, Co - a)
+        w = Window(win.N, win.H, win.W, n, win.kh, win.kw, win.stride, win.dilation, win.pads, True) \
+            if win.depthwise else win
+        T = choose_tile_oh(w, n, cfg, out_int32)
+        job = accel.Job(w.M, w.folds(cfg) * cfg.rows, n, T * w.OW, False, out_int32, cfg, _EMPTY, window=w)
+        total += accel.cycle_model(job)["cycles"]
+    return total
+
+
+def gemm_cycles(win: Window, Co: int, cfg, out_int32: bool = False) -> int:
+    """Predicted cycles of the same layer lowered to GEMM jobs (im2col rows; depthwise: groups packed side by side
+    with block-diagonal weights, as pf.graph.lower and pf.compiler do)."""
+    cfg = accel.config(cfg)
+    parts = [(win.kh * win.kw * win.C, Co)]
+    if win.depthwise:
+        pack = cfg.cols
+        parts = [(win.kh * win.kw * min(pack, win.C - g), min(pack, win.C - g)) for g in range(0, win.C, pack)]
+    total = 0
+    for K, N in parts:
+        step = accel.n_chunk(K, cfg)
+        for a in range(0, N, step):
+            n = min(step, N - a)
+            job = accel.Job(win.M, K, n, accel.choose_m_tile(win.M, K, cfg, n, out_int32), False, out_int32, cfg,
+                            _EMPTY)
+            total += accel.cycle_model(job)["cycles"]
+    return total
+
+
+PREFER = 1.03      # take window mode when it costs at most 3% more cycles than GEMM (it also saves host work)
+
+
+def choose(win: Window, Co: int, cfg, out_int32: bool = False) -> bool:
+    """Whether a convolution should run in window mode on build cfg: supported, and not slower by the cycle model
+    (beyond PREFER) than its im2col GEMM lowering; e.g. a 3-channel first layer stays a GEMM."""
+    if unsupported(win, cfg, Co if not win.depthwise else None) is not None:
+        return False
+    return job_cycles(win, Co, cfg, out_int32) <= PREFER * gemm_cycles(win, Co, cfg, out_int32)
+
+
+_EMPTY = np.zeros(0, np.uint8)

@@ -1,9 +1,11 @@
 """Lower an int8 graph to a plan for one batch size: steps over NHWC tensors, with every accelerator job packed.
 
-A conv2d (or linear, a 1x1 conv on an (N, 1, 1, F) map) becomes jobs of Y (N*Ho*Wo x Co) = X (M x K) @ W (K x Co),
-K in (kh, kw, c) order so that a window's rows of channels are contiguous in an NHWC map. Groups are packed side
-by side with block-diagonal weights (depthwise layers fill the array's columns); output channels are split into
-several jobs when W does not fit the weight buffer. The weights, biases and requantization are packed into each
+A conv2d the window engine takes (pf.contract.window.choose: supported, and not slower by the cycle model) becomes
+window jobs: the NHWC map streams as it is, whole input rows per tile, and the accelerator forms the windows.
+Otherwise a conv2d (or linear, a 1x1 conv on an (N, 1, 1, F) map) becomes GEMM jobs,
+Y (N*Ho*Wo x Co) = X (M x K) @ W (K x Co), K in (kh, kw, c) order so that a window's rows of channels are
+contiguous in an NHWC map. Groups are packed side by side with block-diagonal weights; output channels are split
+into several jobs when W does not fit the weight buffer. The weights, biases and requantization are packed into each
 job's stream here, once; running the plan only writes the X tiles into the streams (pytorch_fpga.runtime.program).
 """
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pytorch_fpga.contract import accel, stream_codec
+from pytorch_fpga.contract import accel, stream_codec, window
 from pytorch_fpga.core import quant
 from pytorch_fpga.graph.ir import Graph, Node
 
@@ -26,7 +28,8 @@ class JobPlan:
     c0: int                     # input channels [c0, c1) of the layer's input map that its K covers
     c1: int
     o0: int                     # output channels [o0, o0 + job.N) of the layer it produces
-    regions: list               # stream_codec.x_regions(job): (byte offset, first row, rows) per X tile
+    regions: list               # stream_codec.x_regions(job): (byte offset, first row, rows) per X tile;
+                                # window jobs: (byte offset, image, first input row, input rows)
 
 
 @dataclass
@@ -99,8 +102,57 @@ def geometry(n: Node, in_shape: tuple) -> dict:
                 Ho=Ho, Wo=Wo, groups=n.attrs.get("groups", 1))
 
 
+def window_of(n: Node, geo: dict) -> window.Window | None:
+    """The conv's window-mode geometry (None: padding, strides or groups the engine cannot express)."""
+    if n.op != "conv2d" or geo["stride"][0] != geo["stride"][1] or geo["dilation"][0] != geo["dilation"][1]:
+        return None
+    Co, Cg = n.params["w_int8"].shape[:2]
+    G = geo["groups"]
+    depthwise = G > 1 and G == geo["C"] == Co and Cg == 1
+    if G != 1 and not depthwise:
+        return None
+    return window.Window(geo["N"], geo["H"], geo["W"], geo["C"], geo["kh"], geo["kw"], geo["stride"][0],
+                         geo["dilation"][0], tuple(geo["pads"]), depthwise)
+
+
+def window_jobs(n: Node, win: window.Window, cfg: accel.AccelConfig) -> list[JobPlan]:
+    """The packed window-mode jobs of a conv2d (X tiles still zero); output channels split by the W buffer
+    (depthwise: channels split with their inputs)."""
+    w = n.params["w_int8"]
+    Co = w.shape[0]
+    Wt = w[:, 0].transpose(1, 2, 0) if win.depthwise else w.transpose(2, 3, 1, 0)
+    bias, m, shift = n.params["bias_int32"], n.params["m"], n.params["shift"]
+    relu, out_int32 = bool(n.attrs.get("relu")), bool(n.attrs.get("out_int32"))
+    step = cfg.n_max if win.depthwise else accel.n_chunk(win.folds(cfg) * cfg.rows, cfg)
+    plans = []
+    for a in range(0, Co, step):
+        o = slice(a, min(Co, a + step))
+        wj = window.Window(win.N, win.H, win.W, o.stop - a, win.kh, win.kw, win.stride, win.dilation, win.pads,
+                           True) if win.depthwise else win
+        X0 = np.zeros((wj.N, wj.H, wj.W, wj.C), np.int8)
+        job = window.pack_window_job(X0, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj,
+                                     tile_oh=_tile_oh(wj, o.stop - a, out_int32, cfg))
+        job.operands = {}                                                         # the stream is the truth
+        c0, c1 = (a, o.stop) if win.depthwise else (0, win.C)
+        plans.append(JobPlan(job, c0, c1, a, window.x_regions(job)))
+    return plans
+
+
+@functools.lru_cache(maxsize=1024)
+def _tile_oh(win: window.Window, N: int, out_int32: bool, cfg: accel.AccelConfig) -> int:
+    return window.choose_tile_oh(win, N, cfg, out_int32)
+
+
+@functools.lru_cache(maxsize=1024)
+def _use_window(win: window.Window, Co: int, out_int32: bool, cfg: accel.AccelConfig) -> bool:
+    return window.choose(win, Co, cfg, out_int32)
+
+
 def layer_jobs(n: Node, geo: dict, cfg: accel.AccelConfig) -> list[JobPlan]:
-    """The packed jobs of a conv2d/linear node for the geometry `geo`."""
+    """The packed jobs of a conv2d/linear node for the geometry `geo`: window mode when chosen, else GEMM jobs."""
+    win = window_of(n, geo)
+    if win is not None and _use_window(win, n.params["w_int8"].shape[0], bool(n.attrs.get("out_int32")), cfg):
+        return window_jobs(n, win, cfg)
     w = n.params["w_int8"]
     W4 = w.reshape(w.shape[0], -1, 1, 1) if w.ndim == 2 else w                  # (Co, Cg, kh, kw)
     Co, Cg, kh, kw = W4.shape

@@ -50,7 +50,7 @@ class JobReport:
 
     @classmethod
     def make(cls, job: accel.Job, cycles: int, backend: str) -> JobReport:
-        macs = job.M * job.K * job.N
+        macs = job.macs
         pes = job.cfg.rows * job.cfg.cols
         return cls(job.M, job.K, job.N, macs, int(cycles), macs / (pes * cycles) if cycles else 0.0,
                    int(job.stream.size), int(job.out_bytes), backend)

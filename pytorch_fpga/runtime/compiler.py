@@ -1,8 +1,10 @@
 """Compile quantized conv2d and linear layers into conv_accel jobs, and reassemble their outputs (numpy only).
 
-A convolution is lowered on the host (padding modes, im2col) to one GEMM per group; small groups are packed
-side by side with a block-diagonal weight matrix so depthwise layers fill the array's columns; output channels
-are split into several jobs when W does not fit the weight buffer.
+A convolution runs in window mode when the engine takes it and the cycle model does not prefer a GEMM
+(pf.contract.window.choose): the job streams the NHWC feature map and the accelerator forms the windows. Otherwise
+it is lowered on the host (padding modes, im2col) to one GEMM per group; small groups are packed side by side
+with a block-diagonal weight matrix. Output channels are split into several jobs when W does not fit the weight
+buffer.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytorch_fpga.contract import accel
+from pytorch_fpga.contract import accel, window
 from pytorch_fpga.contract.accel import INT32_MAX, check_accumulator, n_chunk  # noqa: F401 - re-exported
 from pytorch_fpga.core import conv
 from pytorch_fpga.core.gemm import check_int8
@@ -58,6 +60,10 @@ def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=Fals
     if W.ndim != 4:
         raise ValueError(f"conv2d weights must be (Co, C/groups, kh, kw), got shape {W.shape}")
     Co, Cg, kh, kw = W.shape
+    win = _window(X, W.shape, stride, padding, dilation, groups, padding_mode)
+    if win is not None and window.choose(win, Co, cfg, out_int32):
+        return window_parts(X, W, win, bias, m, shift, relu, out_int32, cfg), \
+            (X.shape[0] if X.ndim == 4 else None, Co, win.OH, win.OW)
     cols, (Nb, Ho, Wo) = conv.lower(X, W.shape, stride, padding, dilation, groups, padding_mode)
     G, Og, Kg = groups, Co // groups, Cg * kh * kw
     bias, m, shift = _params(bias, m, shift, Co)
@@ -75,6 +81,48 @@ def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=Fals
         for p in gemm_parts(Xj, Wj, bias[chans], m[chans], shift[chans], relu, out_int32, cfg):
             parts.append(GemmPart(p.job, chans[p.out_cols]))
     return parts, (Nb, Co, Ho, Wo)
+
+
+def _pair(v) -> tuple:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _window(X, wshape, stride, padding, dilation, groups, padding_mode) -> window.Window | None:
+    """The conv's window-mode geometry, or None when the engine cannot express it (padding modes, unequal strides
+    or dilations, groups other than 1 or depthwise)."""
+    Co, Cg, kh, kw = wshape
+    Nb, C, H, Wd = X.shape if X.ndim == 4 else (1, *X.shape)
+    (sh, sw), (dh, dw) = _pair(stride), _pair(dilation)
+    if padding_mode != "zeros" or isinstance(padding, str) or sh != sw or dh != dw:
+        return None
+    ph, pw = _pair(padding)
+    depthwise = groups > 1 and groups == C == Co and Cg == 1
+    if groups != 1 and not depthwise:
+        return None
+    return window.Window(Nb, H, Wd, C, kh, kw, sh, dh, (ph, ph, pw, pw), depthwise)
+
+
+def window_parts(X, W, win: window.Window, bias, m, shift, relu, out_int32, cfg) -> list[GemmPart]:
+    """Window-mode jobs of a conv2d: the NHWC map streams as it is; output channels split by what W's buffer holds
+    (depthwise: channels split with their inputs)."""
+    Xh = np.ascontiguousarray((X if X.ndim == 4 else X[None]).transpose(0, 2, 3, 1))
+    Co = W.shape[0]
+    Wt = W[:, 0].transpose(1, 2, 0) if win.depthwise else W.transpose(2, 3, 1, 0)     # (kh, kw, C[, Co])
+    bias, m, shift = _params(bias, m, shift, Co)
+    check_accumulator(window.dense_weights(Wt, win), bias, "the conv2d")
+    if not out_int32 and not m.any():
+        raise ValueError("int8 outputs need requantization multipliers m (see pf.quant.quantize_layer)")
+    step = cfg.n_max if win.depthwise else n_chunk(win.folds(cfg) * cfg.rows, cfg)
+    parts = []
+    for a in range(0, Co, step):
+        o = slice(a, min(Co, a + step))
+        if win.depthwise:
+            job = window.pack_window_job(Xh[..., o], Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg,
+                                         stride=win.stride, dilation=win.dilation, pads=win.pads)
+        else:
+            job = window.pack_window_job(Xh, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=win)
+        parts.append(GemmPart(job, np.arange(o.start, o.stop)))
+    return parts
 
 
 def assemble(parts, outputs, M: int, N: int, dtype) -> np.ndarray:

@@ -178,6 +178,16 @@ def x_window_copies(win: np.ndarray, stream: np.ndarray, groups, R: int) -> list
     return pairs
 
 
+def x_row_copies(x: np.ndarray, stream: np.ndarray, regions, c0: int, c1: int, width: int) -> list:
+    """The copies that move a window job's X tiles into its stream: per tile, input rows [lo, lo + n) of image b of
+    the NHWC map x, channels [c0, c1), into rows of `width` bytes per pixel (the padding channels stay zero)."""
+    pairs = []
+    for off, b, lo, n in regions:
+        dst = _as(stream[off:off + n * x.shape[2] * width].view(np.int8), (n, x.shape[2], width))
+        pairs.append((dst if c1 - c0 == width else dst[..., :c1 - c0], x[b, lo:lo + n, :, c0:c1]))
+    return pairs
+
+
 def output_copies(out: np.ndarray, job, dst: np.ndarray) -> list:
     """The copies that move a job's output stream (per tile: fn blocks of rows x C) into dst (M x job.N), a view
     of the layer's output."""

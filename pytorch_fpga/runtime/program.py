@@ -58,8 +58,9 @@ class Program:
         x = self.t[s.src[0]]
         x4 = x.reshape(x.shape[0], 1, 1, -1) if x.ndim == 2 else x
         pt, pb, pl, pr = geo["pads"]
+        windowed = bool(s.jobs) and all(jp.job.window is not None for jp in s.jobs)   # the engine pads
         xp = np.zeros((x4.shape[0], x4.shape[1] + pt + pb, x4.shape[2] + pl + pr, x4.shape[3]), np.int8) \
-            if any(geo["pads"]) else None
+            if any(geo["pads"]) and not windowed else None
         pre = [(xp[:, pt:pt + x4.shape[1], pl:pl + x4.shape[2]], x4)] if xp is not None else []
         src = xp if xp is not None else x4
         M = geo["N"] * geo["Ho"] * geo["Wo"]
@@ -73,7 +74,12 @@ class Program:
             stream = self.backend.allocate(jp.job.stream.size)
             stream[:] = jp.job.stream
             job = accel.Job(jp.job.M, jp.job.K, jp.job.N, jp.job.m_tile, jp.job.relu, jp.job.out_int32, self.cfg,
-                            stream)
+                            stream, window=jp.job.window)
+            if job.window is not None:                # whole input rows of the NHWC map, channels [c0, c1)
+                xs = kernels.x_row_copies(x4, stream, jp.regions, jp.c0, jp.c1, job.window.cb(self.cfg) * R)
+                out = self.backend.allocate(jp.job.out_bytes)
+                jobs.append((job, out, xs, kernels.output_copies(out, job, dst2[:, jp.o0:jp.o0 + job.N])))
+                continue
             groups = kernels.tile_groups(job)
             key = (jp.c0, jp.c1, job.m_tile)
             if key in first:                          # same X as an earlier job of the layer: copy its tiles

@@ -153,7 +153,7 @@ def cycle_bounds(job: accel.Job) -> dict:
 def utilization_ceiling(job: accel.Job) -> float:
     """Useful MACs / (PEs x max(cycle_bounds)): no schedule of this job can do better."""
     pes = job.cfg.rows * job.cfg.cols
-    return job.M * job.K * job.N / (pes * max(cycle_bounds(job).values()))
+    return job.macs / (pes * max(cycle_bounds(job).values()))
 
 
 def _zero_job(M, K, N, cfg, m_tile=None):

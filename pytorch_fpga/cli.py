@@ -1,4 +1,4 @@
-"""Command line: `python -m pytorch_fpga {demo,bench,soak,synth,array-demo,lint}`."""
+"""Command line: `python -m pytorch_fpga {demo,bench,soak,synth,sizing,array-demo,lint}`."""
 from __future__ import annotations
 
 import argparse
@@ -50,6 +50,11 @@ def _array_demo(args) -> int:
     return array_rtl.main(args)
 
 
+def _sizing(args) -> int:
+    from pytorch_fpga import sizing
+    return sizing.main(args)
+
+
 def main(argv=None) -> int:
     """Parse the command line and run a subcommand; return the exit code."""
     p = argparse.ArgumentParser(prog="python -m pytorch_fpga", description=__doc__)
@@ -87,6 +92,9 @@ def main(argv=None) -> int:
     s.add_argument("--no-timing", action="store_true", help="resources only: skip the clock-rate estimate "
                    "(logic depth x DS187 delays; an estimate, not a timing closure)")
     s.set_defaults(fn=_synth)
+    z = sub.add_parser("sizing", help="X/W/accumulator depths swept with the cycle model on ResNet-18 against the "
+                       "XC7Z020's 140 RAMB36 (~2-3 min)")
+    z.set_defaults(fn=_sizing)
     a = sub.add_parser("array-demo", help="a random int8 GEMM on the simulated systolic array, checked")
     a.add_argument("--rows", type=int, default=8)
     a.add_argument("--cols", type=int, default=8)

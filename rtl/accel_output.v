@@ -1,15 +1,17 @@
 // accel_output.v - conv_accel's output side: requantizes finished accumulator banks and streams them out.
 //
 // For each X tile and n-fold (the order compute finishes them), it loads the n-fold's COLS channel
-// parameters, waits for the accumulator bank, then reads it row by row; two requant.v lanes turn two
+// parameters, waits for the accumulator bank, then reads it row by row; LANES requant.v lanes turn LANES
 // int32 sums a cycle into int8 (or pass sum + bias through as int32), packed little-endian into 64-bit
-// beats in an output FIFO that absorbs m_axis backpressure. tlast marks the job's last beat; `done`
-// pulses when it leaves.
+// beats in an output FIFO that absorbs m_axis backpressure. int32 outputs leave at one beat (two channels)
+// a cycle, so with more than two lanes a group issues every LANES/2 cycles. tlast marks the job's last
+// beat; `done` pulses when it leaves.
 `default_nettype none
 `timescale 1ns/1ps
 
 module accel_output #(
     parameter integer COLS      = 16,                 // array columns: channels per n-fold
+    parameter integer LANES     = 8,                  // requantization lanes (2, 4 or 8; divides COLS)
     parameter integer ACC_DEPTH = 512,                // accumulator rows per bank
     parameter integer N_MAX     = 1024,               // parameter entries
     parameter integer AA_W      = $clog2(ACC_DEPTH),  // accumulator address bits (derived)
@@ -50,7 +52,10 @@ module accel_output #(
     output wire                 stall_out             // data waiting on m_axis backpressure
 );
 
-    localparam integer GROUPS = COLS / 2;             // two lanes: groups of two channels per row
+    localparam integer GROUPS = COLS / LANES;         // groups of LANES channels per row
+    localparam integer PER_BEAT = 8 / LANES;          // int8: groups per 64-bit beat
+    localparam integer BEATS32 = LANES / 2;           // int32: beats per group
+    localparam [15:0] LANES_16 = LANES[15:0];
     localparam integer G_M1 = GROUPS - 1, C_M1 = COLS - 1, S_M1 = COLS / 8 - 1;
     localparam [15:0] G_LAST = G_M1[15:0], C_LAST = C_M1[15:0], S_LAST = S_M1[15:0];
     localparam [2:0] ST_IDLE = 3'd0, ST_PARAM = 3'd1, ST_WAIT = 3'd2, ST_ROWS = 3'd3, ST_DRAIN = 3'd4;
@@ -78,7 +83,9 @@ module accel_output #(
     wire [64:0] of_dout;
     reg         of_push;
     reg [64:0]  of_din;
-    wire        credit = of_count <= 5'd8;            // room for everything the lanes may still deliver
+    reg  [2:0]  hold;                                 // int32: cycles until the next group may issue
+    // room for everything the lanes may still deliver (4 pipeline stages + packing; int32: 2 groups in flight)
+    wire        credit = out32 ? (of_count <= 5'd6 && hold == 3'd0) : of_count <= 5'd8;
 
     wire last_group = g == G_LAST;
     wire last_row   = {{(32-AA_W){1'b0}}, row} == tile_rows - 1;
@@ -145,37 +152,61 @@ module accel_output #(
         end
     end
 
-    // ---------------------------------------------------------------- two requant lanes
-    wire [31:0] a0 = acc_rd_data[(g*2)*32 +: 32];
-    wire [31:0] a1 = acc_rd_data[(g*2+1)*32 +: 32];
-    wire [15:0] c0 = g * 2, c1 = g * 2 + 1;
-    wire        v0, v1, l0, l1;
-    wire signed [7:0]  q0, q1;
-    wire signed [31:0] s0, s1;
-
-    requant u_rq0 (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(job_last),
-                   .acc(a0), .bias(bias_r[c0[$clog2(COLS)-1:0]]), .m(m_r[c0[$clog2(COLS)-1:0]]),
-                   .shift(sh_r[c0[$clog2(COLS)-1:0]]), .relu(relu),
-                   .out_valid(v0), .out_last(l0), .q(q0), .sum_out(s0));
-    requant u_rq1 (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(1'b0),
-                   .acc(a1), .bias(bias_r[c1[$clog2(COLS)-1:0]]), .m(m_r[c1[$clog2(COLS)-1:0]]),
-                   .shift(sh_r[c1[$clog2(COLS)-1:0]]), .relu(relu),
-                   .out_valid(v1), .out_last(l1), .q(q1), .sum_out(s1));
+    // ---------------------------------------------------------------- LANES requant lanes
+    wire [LANES-1:0]   vl, ll;
+    wire [LANES*8-1:0] qs;                             // lane l's int8 in byte l
+    wire [LANES*32-1:0] ss;                            // lane l's int32 in word l
+    genvar l;
+    generate
+        for (l = 0; l < LANES; l = l + 1) begin : g_lane
+            localparam [15:0] L16 = l;
+            /* verilator lint_off UNUSEDSIGNAL */
+            wire [15:0] ch = g * LANES_16 + L16;      // the lane's channel (low bits index the row)
+            /* verilator lint_on UNUSEDSIGNAL */
+            wire [$clog2(COLS)-1:0] c = ch[$clog2(COLS)-1:0];
+            wire signed [7:0]  q;
+            wire signed [31:0] sm;
+            requant u_rq (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(l == 0 ? job_last : 1'b0),
+                          .acc(acc_rd_data[c*32 +: 32]), .bias(bias_r[c]), .m(m_r[c]), .shift(sh_r[c]),
+                          .relu(relu), .out_valid(vl[l]), .out_last(ll[l]), .q(q), .sum_out(sm));
+            assign qs[l*8 +: 8] = q;
+            assign ss[l*32 +: 32] = sm;
+        end
+    endgenerate
 
     // ---------------------------------------------------------------- pack into 64-bit beats
-    reg [47:0] pack;                                   // up to three pairs of bytes waiting
-    reg [1:0]  npair;
+    /* verilator lint_off UNUSEDSIGNAL */
+    reg [63:0]  pack;                                  // int8: groups waiting for a full beat (on top)
+    /* verilator lint_on UNUSEDSIGNAL */
+    wire [63:0] beat_next;                             // this group on top of those waiting
+    generate
+        if (LANES == 8) begin : g_full
+            assign beat_next = qs;
+        end else begin : g_part
+            assign beat_next = {qs, pack[63:LANES*8]};
+        end
+    endgenerate
+    reg [3:0]   npack;
+    reg [LANES*32-1:0] wide;                           // int32: the group's words still to send
+    reg [2:0]   nwide;
+    reg         wide_last;
     always @(posedge clk) begin
         of_push <= 1'b0;
+        if (hold != 3'd0) hold <= hold - 1'b1;
+        if (issue && out32) hold <= BEATS32[2:0] - 1'b1;
         if (rst || start) begin
-            npair <= 2'd0;
-        end else if (v0) begin
-            if (out32) begin
-                of_push <= 1'b1; of_din <= {l0, s1, s0};
-            end else if (npair == 2'd3) begin
-                of_push <= 1'b1; of_din <= {l0, q1, q0, pack}; npair <= 2'd0;
+            npack <= 4'd0; nwide <= 3'd0; hold <= 3'd0;
+        end else if (vl[0] && out32) begin             // a group of int32 sums: LANES/2 beats
+            of_push <= 1'b1; of_din <= {ll[0] && BEATS32 == 1, ss[63:0]};
+            wide <= ss >> 64; nwide <= BEATS32[2:0] - 1'b1; wide_last <= ll[0];
+        end else if (nwide != 3'd0) begin
+            of_push <= 1'b1; of_din <= {wide_last && nwide == 3'd1, wide[63:0]};
+            wide <= wide >> 64; nwide <= nwide - 1'b1;
+        end else if (vl[0]) begin                      // int8: LANES bytes
+            if (npack == PER_BEAT[3:0] - 1'b1) begin
+                of_push <= 1'b1; of_din <= {ll[0], beat_next}; npack <= 4'd0;
             end else begin
-                pack <= {q1, q0, pack[47:16]}; npair <= npair + 1'b1;
+                pack <= beat_next; npack <= npack + 1'b1;
             end
         end
     end
@@ -192,7 +223,7 @@ module accel_output #(
     assign busy          = active;
     assign stall_out     = m_axis_tvalid && !m_axis_tready;
 
-    wire unused = &{1'b0, v1, l1, pm_rdata[63], ps_rdata, p_idx, c0, c1};
+    wire unused = &{1'b0, vl, ll, pm_rdata[63], ps_rdata, p_idx};
 
 endmodule
 

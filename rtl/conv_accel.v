@@ -12,7 +12,7 @@
 //                         -> W buffer (all of W, loaded once, used by every tile)
 //                         -> parameters (bias, multiplier, shift per output channel)
 //   accel_compute: W and X feeders -> systolic_array -> accumulators (2 banks, on-chip across k-folds)
-//   accel_output: requant (pf.quant's rule, bit for bit) + ReLU -> int8 (or int32) beats -> m_axis
+//   accel_output: OUT_LANES requant lanes (pf.quant's rule, bit for bit) + ReLU -> int8 (or int32) beats -> m_axis
 `default_nettype none
 `timescale 1ns/1ps
 `include "regmap_generated.vh"
@@ -20,11 +20,12 @@
 module conv_accel #(
     parameter integer ROWS      = 16,     // array rows (power of two, multiple of 8)
     parameter integer COLS      = 16,     // array columns (power of two, multiple of 8)
-    parameter integer LUT_ROWS  = 3,      // array rows multiplying in LUTs (keeps DSP48E1s within 220)
+    parameter integer LUT_ROWS  = 5,      // array rows multiplying in LUTs (keeps DSP48E1s within 220)
     parameter integer X_DEPTH   = 4096,   // X buffer rows (ROWS bytes each) per bank
     parameter integer W_DEPTH   = 16384,  // W buffer rows (COLS bytes each)
     parameter integer ACC_DEPTH = 512,    // accumulator rows per bank: max rows per X tile
-    parameter integer N_MAX     = 1024    // max output channels per job
+    parameter integer N_MAX     = 1024,   // max output channels per job
+    parameter integer OUT_LANES = 8       // requantization lanes: int8 output channels per cycle (2, 4, 8)
 ) (
     input  wire                   clk,
     input  wire                   rst,               // synchronous, active high
@@ -81,7 +82,7 @@ module conv_accel #(
     wire [15:0] fn = n_up[LC +: 16];                // ceil(N / COLS)
 
     conv_accel_regs #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
-                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_regs (
+                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX), .OUT_LANES(OUT_LANES)) u_regs (
         .clk(clk), .rst(rst),
         .s_axil_awaddr(s_axil_awaddr), .s_axil_awvalid(s_axil_awvalid), .s_axil_awready(s_axil_awready),
         .s_axil_wdata(s_axil_wdata), .s_axil_wstrb(s_axil_wstrb), .s_axil_wvalid(s_axil_wvalid),
@@ -142,7 +143,7 @@ module conv_accel #(
         .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en), .acc_rd_bank(acc_rd_bank),
         .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(mac_cycle), .stall_in(stall_in));
 
-    accel_output #(.COLS(COLS), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_out (
+    accel_output #(.COLS(COLS), .LANES(OUT_LANES), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_out (
         .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fn(fn),
         .cfg_relu(reg_flags[`PFA_FLAGS_RELU]), .cfg_out32(reg_flags[`PFA_FLAGS_OUT_INT32]),
         .params_ready(params_ready),

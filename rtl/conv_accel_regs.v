@@ -10,7 +10,8 @@ module conv_accel_regs #(
     parameter integer X_DEPTH   = 4096,  // X buffer rows per bank (reported)
     parameter integer W_DEPTH   = 16384, // W buffer rows (reported)
     parameter integer ACC_DEPTH = 512,   // accumulator rows per bank (reported, bounds M_TILE)
-    parameter integer N_MAX     = 1024   // parameter memory entries (reported, bounds N)
+    parameter integer N_MAX     = 1024,  // parameter memory entries (reported, bounds N)
+    parameter integer OUT_LANES = 8      // requantization lanes (reported)
 ) (
     input  wire                   clk,
     input  wire                   rst,
@@ -51,7 +52,9 @@ module conv_accel_regs #(
 
     localparam [7:0] ROWS_B = ROWS[7:0];
     localparam [7:0] COLS_B = COLS[7:0];
-    localparam [31:0] CONFIG_WORD = ({24'd0, ROWS_B} << `PFA_CONFIG_ROWS) | ({24'd0, COLS_B} << `PFA_CONFIG_COLS);
+    localparam [7:0] LANES_B = OUT_LANES[7:0];
+    localparam [31:0] CONFIG_WORD = ({24'd0, ROWS_B} << `PFA_CONFIG_ROWS) | ({24'd0, COLS_B} << `PFA_CONFIG_COLS) |
+                                    ({24'd0, LANES_B} << `PFA_CONFIG_OUT_LANES);
 
     reg        done_flag;
     reg        bad_dims;

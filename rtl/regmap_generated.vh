@@ -9,7 +9,7 @@
 `define PFA_REG_M_TILE 8'h14  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
 `define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
 `define PFA_REG_ID 8'h1C  // R MAGIC
-`define PFA_REG_CONFIG 8'h20  // R ROWS [7:0], COLS [15:8]
+`define PFA_REG_CONFIG 8'h20  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 `define PFA_REG_X_DEPTH 8'h24  // R X buffer rows (of ROWS bytes) per bank
 `define PFA_REG_W_DEPTH 8'h28  // R W buffer rows (of COLS bytes)
 `define PFA_REG_ACC_DEPTH 8'h2C  // R accumulator rows per bank (max M_TILE)
@@ -44,3 +44,4 @@
 `define PFA_WIN_GEOM_PAD_L 24  // bits of WIN_GEOM: left zero padding
 `define PFA_CONFIG_ROWS 0  // bits of CONFIG: systolic array rows
 `define PFA_CONFIG_COLS 8  // bits of CONFIG: systolic array columns
+`define PFA_CONFIG_OUT_LANES 16  // bits of CONFIG: requantization lanes: int8 output channels per cycle

@@ -93,7 +93,7 @@ def extreme_jobs(cfg):
 def test_registers(sim8):
     cfg = accel.CONFIGS["sim8"]
     assert sim8.read_reg("ID") == regmap.MAGIC
-    assert sim8.read_reg("CONFIG") == cfg.rows | cfg.cols << 8
+    assert sim8.read_reg("CONFIG") == cfg.rows | cfg.cols << 8 | cfg.out_lanes << 16
     assert [sim8.read_reg(r) for r in ("X_DEPTH", "W_DEPTH", "ACC_DEPTH", "N_MAX")] == \
         [cfg.x_depth, cfg.w_depth, cfg.acc_depth, cfg.n_max]
     sim8.write_reg("M", 0x1234)
@@ -281,7 +281,7 @@ def test_missing_tools_say_how_to_install(monkeypatch, tmp_path):
 # ------------------------------------------------------------------------------------------ z1
 def test_z1_shapes_extremes_and_random_jobs(z1):
     cfg = accel.CONFIGS["z1"]
-    assert z1.read_reg("CONFIG") == 16 | 16 << 8
+    assert z1.read_reg("CONFIG") == 16 | 16 << 8 | 8 << 16
     rng = np.random.default_rng(9)
     for i, (M, K, N) in enumerate(shapes(cfg)):
         for relu, out32 in [(i % 2 == 1, False), (False, True)]:

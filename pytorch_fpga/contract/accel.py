@@ -27,19 +27,23 @@ class AccelConfig:
     w_depth: int = 16384
     acc_depth: int = 512
     n_max: int = 1024
+    out_lanes: int = 8         # requantization lanes: int8 output channels per cycle (2, 4 or 8)
     clock_mhz: float = 100.0
 
     def params(self) -> dict:
         """The Verilog parameters of this configuration."""
         return {"ROWS": self.rows, "COLS": self.cols, "LUT_ROWS": self.lut_rows, "X_DEPTH": self.x_depth,
-                "W_DEPTH": self.w_depth, "ACC_DEPTH": self.acc_depth, "N_MAX": self.n_max}
+                "W_DEPTH": self.w_depth, "ACC_DEPTH": self.acc_depth, "N_MAX": self.n_max,
+                "OUT_LANES": self.out_lanes}
 
 
 CONFIGS = {
-    # The PYNQ-Z1 build: 16x16 PEs, the bottom 3 rows multiply in LUTs so the DSP48E1s fit the XC7Z020.
-    "z1": AccelConfig("z1"),
-    # A small build for fast simulation tests.
-    "sim8": AccelConfig("sim8", rows=8, cols=8, lut_rows=0, x_depth=256, w_depth=512, acc_depth=64, n_max=64),
+    # The PYNQ-Z1 build: 16x16 PEs, 8 requantization lanes (4 DSP48E1s each); the bottom 5 PE rows multiply in
+    # LUTs so the DSP48E1s fit the XC7Z020 (11 x 16 + 8 x 4 = 208 of 220).
+    "z1": AccelConfig("z1", lut_rows=5),
+    # A small build for fast simulation tests (two requantization lanes).
+    "sim8": AccelConfig("sim8", rows=8, cols=8, lut_rows=0, x_depth=256, w_depth=512, acc_depth=64, n_max=64,
+                        out_lanes=2),
 }
 
 
@@ -311,7 +315,8 @@ def cycle_model(job: Job) -> dict:
     A fold-level model of rtl/conv_accel.v: the input stream delivers one 8-byte beat a cycle in the order
     params, X tile 0, W, X tiles 1..; X tile t+2 waits for tile t's bank; each fold's weights load as their
     rows arrive, through the array's two weight banks (pf.systolic's bank rule); an n-fold's results go to
-    one of two accumulator banks, which the output side drains at two channels a cycle.
+    one of two accumulator banks, which the output side drains at out_lanes int8 channels a cycle (int32: two,
+    one 64-bit beat).
     """
     cfg = job.cfg
     R, C = cfg.rows, cfg.cols
@@ -336,6 +341,7 @@ def cycle_model(job: Job) -> dict:
     load, stream, ms = [], [], []
     acc_release = []                                 # per n-fold (global): cycle its bank is free again
     y_done, out_free = [], 0
+    ser = cfg.out_lanes // 2 - 1 if job.out_int32 else 0
     mac = 0
     for ti, rows in enumerate(tiles):
         if ti >= 1:
@@ -362,8 +368,9 @@ def cycle_model(job: Job) -> dict:
             done = stream[-1] + rows + LAT + _LAT_ACC
             y_done.append(done)
             begin = max(done, out_free + C + 2)      # parameters load while the bank fills
-            out_free = begin + 1 + rows * (C // 2)
+            # int32 with more than two lanes: a group's last beats leave after the bank is handed back
+            out_free = begin + 1 + rows * (C // 2 if job.out_int32 else C // cfg.out_lanes) - ser
             acc_release.append(out_free)
         release_x[ti] = stream[-1] + rows            # the tile's last activation row has been read
-    cycles = out_free + (_LAT_OUT if not job.out_int32 else _LAT_OUT - 3)
+    cycles = out_free + ser + (_LAT_OUT if not job.out_int32 else _LAT_OUT - 3)
     return {"cycles": int(cycles), "mac_cycles": int(mac * 1), "compute_cycles": int(stream[-1] + ms[-1] - stream[0])}

@@ -24,7 +24,7 @@ REGISTERS = {
                                "bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), "
                                "bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)"),
     "ID":         (0x1C, "R",  "MAGIC"),
-    "CONFIG":     (0x20, "R",  "ROWS [7:0], COLS [15:8]"),
+    "CONFIG":     (0x20, "R",  "ROWS [7:0], COLS [15:8], OUT_LANES [23:16]"),
     "X_DEPTH":    (0x24, "R",  "X buffer rows (of ROWS bytes) per bank"),
     "W_DEPTH":    (0x28, "R",  "W buffer rows (of COLS bytes)"),
     "ACC_DEPTH":  (0x2C, "R",  "accumulator rows per bank (max M_TILE)"),
@@ -60,7 +60,8 @@ FIELDS = {
     "WIN_SHAPE": {"IW": (0, 16, "input width (pixels)"), "OW": (16, 16, "output width (pixels)")},
     "WIN_GEOM": {"CB": (0, 12, "channel blocks of ROWS channels per pixel"), "KW": (12, 4, "kernel width"),
                  "STRIDE": (16, 4, "stride"), "DIL": (20, 4, "dilation"), "PAD_L": (24, 4, "left zero padding")},
-    "CONFIG": {"ROWS": (0, 8, "systolic array rows"), "COLS": (8, 8, "systolic array columns")},
+    "CONFIG": {"ROWS": (0, 8, "systolic array rows"), "COLS": (8, 8, "systolic array columns"),
+               "OUT_LANES": (16, 8, "requantization lanes: int8 output channels per cycle")},
 }
 CTRL_START, CTRL_SOFT_RESET = 1 << FIELDS["CTRL"]["START"][0], 1 << FIELDS["CTRL"]["SOFT_RESET"][0]
 STATUS_IDLE, STATUS_DONE, STATUS_ERROR = (1 << FIELDS["STATUS"][f][0] for f in ("IDLE", "DONE", "ERROR"))

@@ -137,8 +137,8 @@ class PynqBackend(Backend):
             plugin("virtual_pynq")(self.cfg, memory=memory)
         self.overlay = overlay or shared_overlay()
         hw = self.overlay.accel.config()
-        if (hw.rows, hw.cols, hw.x_depth, hw.w_depth, hw.acc_depth, hw.n_max) != (
-                self.cfg.rows, self.cfg.cols, self.cfg.x_depth, self.cfg.w_depth, self.cfg.acc_depth, self.cfg.n_max):
+        keys = ("rows", "cols", "x_depth", "w_depth", "acc_depth", "n_max", "out_lanes")
+        if any(getattr(hw, k) != getattr(self.cfg, k) for k in keys):
             raise RuntimeError(f"the loaded overlay is built as {hw}, not as config '{self.cfg.name}'")
 
     def _run(self, job):

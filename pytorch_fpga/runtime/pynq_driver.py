@@ -48,7 +48,7 @@ class ConvAccelIP(pynq.DefaultIP):
         return accel.AccelConfig("hw", rows=regmap.field("CONFIG", "ROWS", c), cols=regmap.field("CONFIG", "COLS", c),
                                  x_depth=self.read_reg("X_DEPTH"),
                                  w_depth=self.read_reg("W_DEPTH"), acc_depth=self.read_reg("ACC_DEPTH"),
-                                 n_max=self.read_reg("N_MAX"))
+                                 n_max=self.read_reg("N_MAX"), out_lanes=regmap.field("CONFIG", "OUT_LANES", c))
 
 
 class ConvAccelOverlay(pynq.Overlay):

@@ -133,7 +133,8 @@ class VerilatedAccel:
         got = {"ID": self.read_reg("ID"), "ROWS": regmap.field("CONFIG", "ROWS", self.read_reg("CONFIG")),
                "COLS": regmap.field("CONFIG", "COLS", self.read_reg("CONFIG")), "X_DEPTH": self.read_reg("X_DEPTH"),
                "W_DEPTH": self.read_reg("W_DEPTH"), "ACC_DEPTH": self.read_reg("ACC_DEPTH"),
-               "N_MAX": self.read_reg("N_MAX")}
+               "N_MAX": self.read_reg("N_MAX"),
+               "OUT_LANES": regmap.field("CONFIG", "OUT_LANES", self.read_reg("CONFIG"))}
         want = {"ID": regmap.MAGIC, **{k: v for k, v in self.cfg.params().items() if k in got}}
         return ", ".join(f"{k} {got[k]} (want {want[k]})" for k in want if got[k] != want[k])
 

@@ -9,7 +9,7 @@
 #define PFA_REG_M_TILE 0x14u  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
 #define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
 #define PFA_REG_ID 0x1Cu  // R MAGIC
-#define PFA_REG_CONFIG 0x20u  // R ROWS [7:0], COLS [15:8]
+#define PFA_REG_CONFIG 0x20u  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 #define PFA_REG_X_DEPTH 0x24u  // R X buffer rows (of ROWS bytes) per bank
 #define PFA_REG_W_DEPTH 0x28u  // R W buffer rows (of COLS bytes)
 #define PFA_REG_ACC_DEPTH 0x2Cu  // R accumulator rows per bank (max M_TILE)

@@ -6,6 +6,11 @@
 // beats in an output FIFO that absorbs m_axis backpressure. int32 outputs leave at one beat (two channels)
 // a cycle, so with more than two lanes a group issues every LANES/2 cycles. tlast marks the job's last
 // beat; `done` pulses when it leaves.
+//
+// NHWC order (cfg_nhwc, int8 only): the beats go into an output buffer of two halves at row m, n-fold j
+// instead (entry m * fn + j of COLS bytes), and once a tile's last n-fold is in, its half streams out in
+// order: each output pixel's channels back to back, the next layer's input layout. The other half takes the
+// next tile meanwhile.
 `default_nettype none
 `timescale 1ns/1ps
 
@@ -14,6 +19,8 @@ module accel_output #(
     parameter integer LANES     = 8,                  // requantization lanes (2, 4 or 8; divides COLS)
     parameter integer ACC_DEPTH = 512,                // accumulator rows per bank
     parameter integer N_MAX     = 1024,               // parameter entries
+    parameter integer OUT_DEPTH = 8192,               // NHWC output buffer: 64-bit rows (two halves)
+    parameter integer OA_W      = $clog2(OUT_DEPTH),  // output buffer address bits (derived)
     parameter integer AA_W      = $clog2(ACC_DEPTH),  // accumulator address bits (derived)
     parameter integer PA_W      = $clog2(N_MAX)       // parameter address bits (derived)
 ) (
@@ -25,6 +32,7 @@ module accel_output #(
     input  wire [15:0]          cfg_fn,
     input  wire                 cfg_relu,
     input  wire                 cfg_out32,
+    input  wire                 cfg_nhwc,             // int8 outputs in NHWC order through the output buffer
     input  wire                 params_ready,         // the input side has written every parameter
 
     output wire                 pm_re,                // parameter memories' read ports
@@ -64,7 +72,7 @@ module accel_output #(
     reg             active;
     reg [31:0]      rows_left, m_tile, tile_rows;
     reg [15:0]      fn, j;
-    reg             bank, relu, out32;
+    reg             bank, relu, out32, nhwc;
     reg [15:0]      pc;                               // parameter load counter
     reg             p_pend, s_pend;                   // parameter read data arrives this cycle
     reg [15:0]      p_idx;                            // channel whose {m, bias} arrives this cycle
@@ -85,7 +93,7 @@ module accel_output #(
     reg [64:0]  of_din;
     reg  [2:0]  hold;                                 // int32: cycles until the next group may issue
     // room for everything the lanes may still deliver (4 pipeline stages + packing; int32: 2 groups in flight)
-    wire        credit = out32 ? (of_count <= 5'd6 && hold == 3'd0) : of_count <= 5'd8;
+    wire        credit = nhwc || (out32 ? (of_count <= 5'd6 && hold == 3'd0) : of_count <= 5'd8);
 
     wire last_group = g == G_LAST;
     wire last_row   = {{(32-AA_W){1'b0}}, row} == tile_rows - 1;
@@ -99,7 +107,8 @@ module accel_output #(
     assign ps_re    = st == ST_PARAM && params_ready && pc <= S_LAST;
     assign ps_raddr = pm_base[PA_W-1:3] + pc[PA_W-4:0];
     assign acc_rd_bank = bank;
-    assign acc_rd_en   = (st == ST_WAIT && acc_full[bank]) || (issue && last_group && !last_row);
+    wire        go_rows = st == ST_WAIT && acc_full[bank] && !(nhwc && j == 0 && half_full[wh]);
+    assign acc_rd_en   = go_rows || (issue && last_group && !last_row);
     assign acc_rd_addr = (st == ST_WAIT) ? {AA_W{1'b0}} : row + 1'b1;
 
     integer i;
@@ -114,7 +123,7 @@ module accel_output #(
             st <= rst ? ST_IDLE : ST_PARAM; active <= !rst;
             rows_left <= cfg_m; m_tile <= cfg_m_tile;
             tile_rows <= (cfg_m < cfg_m_tile) ? cfg_m : cfg_m_tile;
-            fn <= cfg_fn; j <= 0; bank <= 1'b0; relu <= cfg_relu; out32 <= cfg_out32;
+            fn <= cfg_fn; j <= 0; bank <= 1'b0; relu <= cfg_relu; out32 <= cfg_out32; nhwc <= cfg_nhwc;
             pc <= 0; pm_base <= 0; row <= 0; g <= 0; row_ok <= 1'b0;
         end else begin
             case (st)
@@ -122,7 +131,7 @@ module accel_output #(
                     pc <= pc + 1'b1;
                     if (pc == C_LAST + 16'd1) st <= ST_WAIT;
                 end
-                ST_WAIT: if (acc_full[bank]) begin
+                ST_WAIT: if (acc_full[bank] && !(nhwc && j == 0 && half_full[wh])) begin   // NHWC: a free half
                     st <= ST_ROWS; row <= 0; g <= 0; row_ok <= 1'b1;
                 end
                 ST_ROWS: if (issue) begin
@@ -204,15 +213,95 @@ module accel_output #(
             wide <= wide >> 64; nwide <= nwide - 1'b1;
         end else if (vl[0]) begin                      // int8: LANES bytes
             if (npack == PER_BEAT[3:0] - 1'b1) begin
-                of_push <= 1'b1; of_din <= {ll[0], beat_next}; npack <= 4'd0;
+                of_push <= !nhwc; of_din <= {ll[0], beat_next}; npack <= 4'd0;
             end else begin
                 pack <= beat_next; npack <= npack + 1'b1;
             end
         end
     end
 
+    // ---------------------------------------------------------------- NHWC: output buffer and emitter
+    localparam integer BPR = COLS / 8;                 // beats per row of one n-fold
+    localparam integer HALF = OUT_DEPTH / 2;
+    localparam [OA_W-1:0] HALF_A = HALF[OA_W-1:0];
+    localparam [OA_W-1:0] BPR_A = BPR[OA_W-1:0];
+    reg  [1:0]      half_full;                        // half h holds a whole tile, not yet streamed out
+    reg  [OA_W-1:0] half_len [0:1];                   // its beats
+    reg  [1:0]      half_last;                        // it is the job's last tile
+    reg             wh;                               // half the requant side writes
+    reg  [OA_W-1:0] stride;                           // beats from one row to the next: fn * BPR
+    reg  [OA_W-1:0] w_row, w_addr, w_cnt;             // issue side: row start, beat address, beats so far
+    reg  [3:0]      iss;                              // issues into the current beat
+    reg  [OA_W:0]   ad [0:3];                         // {tile's last beat, address}, aligned with the lanes
+    wire            beat_done = iss == PER_BEAT[3:0] - 1'b1;
+    always @(posedge clk) begin
+        ad[0] <= {issue && beat_done && last_group && last_row && last_nfold, w_addr};
+        ad[1] <= ad[0]; ad[2] <= ad[1]; ad[3] <= ad[2];
+        if (rst || start) begin
+            iss <= 4'd0; wh <= 1'b0; w_cnt <= 0;
+            stride <= cfg_fn[OA_W-1:0] * BPR_A;
+        end else begin
+            if (go_rows) begin                        // an n-fold's first row: entry j of row 0
+                w_row <= (wh ? HALF_A : {OA_W{1'b0}}) + j[OA_W-1:0] * BPR_A;
+                w_addr <= (wh ? HALF_A : {OA_W{1'b0}}) + j[OA_W-1:0] * BPR_A;
+            end
+            if (issue) begin
+                iss <= beat_done ? 4'd0 : iss + 1'b1;
+                if (beat_done) begin
+                    w_cnt <= w_cnt + 1'b1;
+                    if (last_group) begin w_row <= w_row + stride; w_addr <= w_row + stride; end
+                    else w_addr <= w_addr + 1'b1;
+                    if (last_group && last_row && last_nfold) begin   // the tile is in: switch halves
+                        wh <= !wh; w_cnt <= 0;
+                    end
+                end
+            end
+        end
+    end
+
+    // the half's beat count and the job-last flag are known when its tile's last beat is issued
+    reg  [OA_W-1:0] tile_beats;
+    always @(posedge clk) begin
+        if (issue && beat_done && last_group && last_row && last_nfold) tile_beats <= w_cnt + 1'b1;
+    end
+
+    wire        ob_we = nhwc && vl[0] && npack == PER_BEAT[3:0] - 1'b1 && !out32;
+    reg         e_h, e_act, e_pend, e_pend_last;
+    reg  [OA_W-1:0] e_addr, e_left;
+    wire [63:0] ob_rdata;
+    wire        e_issue = e_act && of_count <= 5'd12;
+    sdp_ram #(.WIDTH(64), .DEPTH(OUT_DEPTH)) u_ob (
+        .clk(clk), .we(ob_we), .waddr(ad[3][OA_W-1:0]), .wdata(beat_next), .re(e_issue),
+        .raddr(e_addr), .rdata(ob_rdata));
+    reg tile_in_d;                                     // the tile's last beat was written last cycle
+    always @(posedge clk) begin
+        tile_in_d <= ob_we && ad[3][OA_W];
+        if (rst || start) begin
+            half_full <= 2'b00; e_h <= 1'b0; e_act <= 1'b0; e_pend <= 1'b0;
+        end else begin
+            if (tile_in_d) begin                       // a half is complete
+                half_full[!wh] <= 1'b1; half_len[!wh] <= tile_beats; half_last[!wh] <= ll_tile;
+            end
+            e_pend <= e_issue;
+            e_pend_last <= e_issue && e_left == 1 && half_last[e_h];
+            if (!e_act && half_full[e_h] && !tile_in_d) begin
+                e_act <= 1'b1; e_addr <= e_h ? HALF_A : {OA_W{1'b0}}; e_left <= half_len[e_h];
+            end else if (e_issue) begin
+                e_addr <= e_addr + 1'b1; e_left <= e_left - 1'b1;
+                if (e_left == 1) begin                // the half is read: hand it back
+                    e_act <= 1'b0; half_full[e_h] <= 1'b0; e_h <= !e_h;
+                end
+            end
+        end
+    end
+    reg ll_tile;                                       // the tile being written is the job's last
+    always @(posedge clk) if (ob_we && ad[3][OA_W]) ll_tile <= ll[0];
+
+    wire        f_push = nhwc ? e_pend : of_push;
+    wire [64:0] f_din  = nhwc ? {e_pend_last, ob_rdata} : of_din;
+
     sync_fifo #(.WIDTH(65), .DEPTH(16)) u_of (
-        .clk(clk), .rst(rst || start), .push(of_push), .din(of_din),
+        .clk(clk), .rst(rst || start), .push(f_push), .din(f_din),
         .pop(m_axis_tready), .dout(of_dout), .empty(of_empty), .count(of_count));
 
     assign m_axis_tdata  = of_dout[63:0];

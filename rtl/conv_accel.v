@@ -25,7 +25,8 @@ module conv_accel #(
     parameter integer W_DEPTH   = 16384,  // W buffer rows (COLS bytes each)
     parameter integer ACC_DEPTH = 512,    // accumulator rows per bank: max rows per X tile
     parameter integer N_MAX     = 1024,   // max output channels per job
-    parameter integer OUT_LANES = 8       // requantization lanes: int8 output channels per cycle (2, 4, 8)
+    parameter integer OUT_LANES = 8,      // requantization lanes: int8 output channels per cycle (2, 4, 8)
+    parameter integer OUT_DEPTH = 8192    // NHWC output buffer rows of 8 bytes (two halves: tiles alternate)
 ) (
     input  wire                   clk,
     input  wire                   rst,               // synchronous, active high
@@ -69,7 +70,7 @@ module conv_accel #(
 
     wire        start, soft_reset, busy, done, error, mac_cycle, stall_in, stall_out;
     wire [31:0] reg_m, reg_k, reg_n, reg_m_tile;
-    wire [3:0]  reg_flags;
+    wire [4:0]  reg_flags;
     wire [7*32-1:0] reg_win;
     wire [63:0] x_hdr0, x_hdr1;
     wire        drst = rst || soft_reset;           // datapath reset (registers keep their values)
@@ -82,7 +83,7 @@ module conv_accel #(
     wire [15:0] fn = n_up[LC +: 16];                // ceil(N / COLS)
 
     conv_accel_regs #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
-                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX), .OUT_LANES(OUT_LANES)) u_regs (
+                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX), .OUT_LANES(OUT_LANES), .OUT_DEPTH(OUT_DEPTH)) u_regs (
         .clk(clk), .rst(rst),
         .s_axil_awaddr(s_axil_awaddr), .s_axil_awvalid(s_axil_awvalid), .s_axil_awready(s_axil_awready),
         .s_axil_wdata(s_axil_wdata), .s_axil_wstrb(s_axil_wstrb), .s_axil_wvalid(s_axil_wvalid),
@@ -143,9 +144,11 @@ module conv_accel #(
         .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en), .acc_rd_bank(acc_rd_bank),
         .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(mac_cycle), .stall_in(stall_in));
 
-    accel_output #(.COLS(COLS), .LANES(OUT_LANES), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX)) u_out (
+    accel_output #(.COLS(COLS), .LANES(OUT_LANES), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX),
+                   .OUT_DEPTH(OUT_DEPTH)) u_out (
         .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fn(fn),
         .cfg_relu(reg_flags[`PFA_FLAGS_RELU]), .cfg_out32(reg_flags[`PFA_FLAGS_OUT_INT32]),
+        .cfg_nhwc(reg_flags[`PFA_FLAGS_OUT_NHWC]),
         .params_ready(params_ready),
         .pm_re(pm_re), .pm_raddr(pm_raddr), .pm_rdata(pm_rdata), .ps_re(ps_re), .ps_raddr(ps_raddr),
         .ps_rdata(ps_rdata), .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en),

@@ -11,7 +11,8 @@ module conv_accel_regs #(
     parameter integer W_DEPTH   = 16384, // W buffer rows (reported)
     parameter integer ACC_DEPTH = 512,   // accumulator rows per bank (reported, bounds M_TILE)
     parameter integer N_MAX     = 1024,  // parameter memory entries (reported, bounds N)
-    parameter integer OUT_LANES = 8      // requantization lanes (reported)
+    parameter integer OUT_LANES = 8,     // requantization lanes (reported)
+    parameter integer OUT_DEPTH = 8192   // NHWC output buffer rows (reported)
 ) (
     input  wire                   clk,
     input  wire                   rst,
@@ -40,7 +41,7 @@ module conv_accel_regs #(
     output reg  [31:0]            reg_k,
     output reg  [31:0]            reg_n,
     output reg  [31:0]            reg_m_tile,
-    output reg  [3:0]             reg_flags,
+    output reg  [4:0]             reg_flags,
     output wire [7*32-1:0]        reg_win,     // WIN_SHAPE, WIN_GEOM, WIN_ROW, WIN_XSTEP, WIN_YSTEP, WIN_DX, WIN_DY
     input  wire                   busy,        // a job is running
     input  wire                   done,        // one-cycle pulse: the job's last output beat left
@@ -80,7 +81,8 @@ module conv_accel_regs #(
                   win[1][19:16] != 0 && win[1][23:20] != 0 && win[2] != 0 &&
                   (!reg_flags[`PFA_FLAGS_DEPTHWISE] || ROWS == COLS);
     wire dims_ok = reg_m != 0 && reg_k != 0 && reg_n != 0 && reg_m_tile != 0 &&
-                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX && (!reg_flags[`PFA_FLAGS_WINDOW] || win_ok);
+                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX && (!reg_flags[`PFA_FLAGS_WINDOW] || win_ok) &&
+                   !(reg_flags[`PFA_FLAGS_OUT_NHWC] && reg_flags[`PFA_FLAGS_OUT_INT32]);
 
     always @(posedge clk) begin
         start      <= 1'b0;
@@ -108,7 +110,7 @@ module conv_accel_regs #(
                     `PFA_REG_K:      reg_k      <= s_axil_wdata;
                     `PFA_REG_N:      reg_n      <= s_axil_wdata;
                     `PFA_REG_M_TILE: reg_m_tile <= s_axil_wdata;
-                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[3:0];
+                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[4:0];
                     `PFA_REG_WIN_SHAPE: win[0] <= s_axil_wdata;
                     `PFA_REG_WIN_GEOM:  win[1] <= s_axil_wdata;
                     `PFA_REG_WIN_ROW:   win[2] <= s_axil_wdata;
@@ -159,7 +161,8 @@ module conv_accel_regs #(
                     `PFA_REG_K:          s_axil_rdata <= reg_k;
                     `PFA_REG_N:          s_axil_rdata <= reg_n;
                     `PFA_REG_M_TILE:     s_axil_rdata <= reg_m_tile;
-                    `PFA_REG_FLAGS:      s_axil_rdata <= {28'd0, reg_flags};
+                    `PFA_REG_FLAGS:      s_axil_rdata <= {27'd0, reg_flags};
+                    `PFA_REG_OUT_DEPTH:  s_axil_rdata <= OUT_DEPTH;
                     `PFA_REG_WIN_SHAPE:  s_axil_rdata <= win[0];
                     `PFA_REG_WIN_GEOM:   s_axil_rdata <= win[1];
                     `PFA_REG_WIN_ROW:    s_axil_rdata <= win[2];

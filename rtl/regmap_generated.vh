@@ -7,13 +7,14 @@
 `define PFA_REG_K 8'h0C  // RW reduction length (columns of X, rows of W)
 `define PFA_REG_N 8'h10  // RW output channels (columns of W)
 `define PFA_REG_M_TILE 8'h14  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
+`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)
 `define PFA_REG_ID 8'h1C  // R MAGIC
 `define PFA_REG_CONFIG 8'h20  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 `define PFA_REG_X_DEPTH 8'h24  // R X buffer rows (of ROWS bytes) per bank
 `define PFA_REG_W_DEPTH 8'h28  // R W buffer rows (of COLS bytes)
 `define PFA_REG_ACC_DEPTH 8'h2C  // R accumulator rows per bank (max M_TILE)
 `define PFA_REG_N_MAX 8'h30  // R max output channels (parameter memory entries)
+`define PFA_REG_OUT_DEPTH 8'h34  // R NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half
 `define PFA_REG_CYCLES 8'h40  // R cycles from START to DONE of the last job
 `define PFA_REG_MAC_CYCLES 8'h44  // R cycles the array accepted an activation vector (did MACs)
 `define PFA_REG_STALL_IN 8'h48  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
@@ -35,6 +36,7 @@
 `define PFA_FLAGS_OUT_INT32 1  // bit of FLAGS: int32 accumulators + bias out instead of int8
 `define PFA_FLAGS_WINDOW 2  // bit of FLAGS: X is a feature map (NHWC, tile headers); the engine forms the windows
 `define PFA_FLAGS_DEPTHWISE 3  // bit of FLAGS: with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)
+`define PFA_FLAGS_OUT_NHWC 4  // bit of FLAGS: int8 outputs leave per tile in NHWC order (rows of n-folds * COLS bytes)
 `define PFA_WIN_SHAPE_IW 0  // bits of WIN_SHAPE: input width (pixels)
 `define PFA_WIN_SHAPE_OW 16  // bits of WIN_SHAPE: output width (pixels)
 `define PFA_WIN_GEOM_CB 0  // bits of WIN_GEOM: channel blocks of ROWS channels per pixel

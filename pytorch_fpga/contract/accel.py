@@ -28,13 +28,14 @@ class AccelConfig:
     acc_depth: int = 512
     n_max: int = 1024
     out_lanes: int = 8         # requantization lanes: int8 output channels per cycle (2, 4 or 8)
+    out_depth: int = 8192      # NHWC output buffer rows of 8 bytes (two halves)
     clock_mhz: float = 100.0
 
     def params(self) -> dict:
         """The Verilog parameters of this configuration."""
         return {"ROWS": self.rows, "COLS": self.cols, "LUT_ROWS": self.lut_rows, "X_DEPTH": self.x_depth,
                 "W_DEPTH": self.w_depth, "ACC_DEPTH": self.acc_depth, "N_MAX": self.n_max,
-                "OUT_LANES": self.out_lanes}
+                "OUT_LANES": self.out_lanes, "OUT_DEPTH": self.out_depth}
 
 
 CONFIGS = {
@@ -43,7 +44,7 @@ CONFIGS = {
     "z1": AccelConfig("z1", lut_rows=5),
     # A small build for fast simulation tests (two requantization lanes).
     "sim8": AccelConfig("sim8", rows=8, cols=8, lut_rows=0, x_depth=256, w_depth=512, acc_depth=64, n_max=64,
-                        out_lanes=2),
+                        out_lanes=2, out_depth=256),
 }
 
 
@@ -70,6 +71,7 @@ class Job:
     stream: np.ndarray = field(repr=False)     # uint8, a multiple of 8 bytes
     operands: dict = field(default_factory=dict, repr=False)   # X, W, bias, m, shift (for the numpy model)
     window: object = None      # window mode: the convolution's pf.contract.window.Window (X is a feature map)
+    out_nhwc: bool = False     # int8 output per tile in NHWC order (each row's n-folds together)
 
     @property
     def fk(self) -> int:
@@ -99,7 +101,7 @@ class Job:
         f = (regmap.FLAG_RELU if self.relu else 0) | (regmap.FLAG_OUT_INT32 if self.out_int32 else 0)
         if self.window is not None:
             f |= regmap.FLAG_WINDOW | (regmap.FLAG_DEPTHWISE if self.window.depthwise else 0)
-        return f
+        return f | (regmap.FLAG_OUT_NHWC if self.out_nhwc else 0)
 
     def x_tile_beats(self) -> list[int]:
         """Input-stream beats of each X tile (window mode: the header and the tile's input rows)."""
@@ -116,6 +118,11 @@ class Job:
         """Register writes (name -> value) that set the job up, before CTRL.START."""
         regs = {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
         return regs if self.window is None else {**regs, **self.window.registers(self.cfg)}
+
+
+def nhwc_fits(m_tile: int, N: int, cfg: AccelConfig) -> bool:
+    """Whether a tile of m_tile rows and N output channels fits half the NHWC output buffer."""
+    return m_tile * math.ceil(N / cfg.cols) * cfg.cols // 8 <= cfg.out_depth // 2
 
 
 def max_m_tile(M: int, K: int, cfg: AccelConfig) -> int:
@@ -257,6 +264,8 @@ def unpack_output(data, job: Job) -> np.ndarray:
     C = job.cfg.cols
     if vals.size != job.M * job.fn * C:
         raise ValueError(f"output has {vals.size} values, the job produces {job.M * job.fn * C}")
+    if job.out_nhwc:                                 # rows of every n-fold's channels, tile after tile
+        return vals.reshape(job.M, job.fn * C)[:, :job.N].astype(np.int8)
     Y, pos = np.empty((job.M, job.fn * C), dt), 0
     row0 = 0
     for rows in job.tiles():
@@ -307,6 +316,8 @@ _LAT_BUF = 3        # a streamed row is written, counted and readable by a feede
 _LAT_FEED = 2       # feeder read + FIFO before the array sees the row
 _LAT_ACC = 2        # result row -> accumulator read-modify-write -> bank marked full
 _LAT_OUT = 8        # bank read, requant pipeline, packing and output FIFO to the last beat
+_LAT_NHWC = 7       # NHWC: the tile's last issue -> its half starts streaming out (lanes, write, hand-over)
+_LAT_NHWC_END = 0   # NHWC: the half's last read -> the job's last beat on m_axis (overlapped)
 
 
 def cycle_model(job: Job) -> dict:
@@ -342,7 +353,7 @@ def cycle_model(job: Job) -> dict:
     acc_release = []                                 # per n-fold (global): cycle its bank is free again
     y_done, out_free = [], 0
     ser = cfg.out_lanes // 2 - 1 if job.out_int32 else 0
-    mac = 0
+    mac, emit_end = 0, []
     for ti, rows in enumerate(tiles):
         if ti >= 1:
             start = max(stream_end, release_x.get(ti - 2, 0))
@@ -368,9 +379,19 @@ def cycle_model(job: Job) -> dict:
             done = stream[-1] + rows + LAT + _LAT_ACC
             y_done.append(done)
             begin = max(done, out_free + C + 2)      # parameters load while the bank fills
+            if job.out_nhwc and j == 0 and ti >= 2:  # NHWC: the tile's output-buffer half must be streamed out
+                begin = max(begin, emit_end[ti - 2] + 1)
             # int32 with more than two lanes: a group's last beats leave after the bank is handed back
             out_free = begin + 1 + rows * (C // 2 if job.out_int32 else C // cfg.out_lanes) - ser
             acc_release.append(out_free)
         release_x[ti] = stream[-1] + rows            # the tile's last activation row has been read
+        if job.out_nhwc:                             # the tile's half streams out once its last beat is in
+            emit_end.append(max(out_free + _LAT_NHWC, emit_end[-1] if emit_end else 0) + rows * fn * C // 8)
+    if job.out_nhwc:
+        return _result(emit_end[-1] + _LAT_NHWC_END, mac, stream, ms)
     cycles = out_free + ser + (_LAT_OUT if not job.out_int32 else _LAT_OUT - 3)
-    return {"cycles": int(cycles), "mac_cycles": int(mac * 1), "compute_cycles": int(stream[-1] + ms[-1] - stream[0])}
+    return _result(cycles, mac, stream, ms)
+
+
+def _result(cycles, mac, stream, ms) -> dict:
+    return {"cycles": int(cycles), "mac_cycles": int(mac), "compute_cycles": int(stream[-1] + ms[-1] - stream[0])}

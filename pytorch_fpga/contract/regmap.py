@@ -22,13 +22,15 @@ REGISTERS = {
     "M_TILE":     (0x14, "RW", "rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)"),
     "FLAGS":      (0x18, "RW", "bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), "
                                "bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), "
-                               "bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)"),
+                               "bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), "
+                               "bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)"),
     "ID":         (0x1C, "R",  "MAGIC"),
     "CONFIG":     (0x20, "R",  "ROWS [7:0], COLS [15:8], OUT_LANES [23:16]"),
     "X_DEPTH":    (0x24, "R",  "X buffer rows (of ROWS bytes) per bank"),
     "W_DEPTH":    (0x28, "R",  "W buffer rows (of COLS bytes)"),
     "ACC_DEPTH":  (0x2C, "R",  "accumulator rows per bank (max M_TILE)"),
     "N_MAX":      (0x30, "R",  "max output channels (parameter memory entries)"),
+    "OUT_DEPTH":  (0x34, "R",  "NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half"),
     "CYCLES":     (0x40, "R",  "cycles from START to DONE of the last job"),
     "MAC_CYCLES": (0x44, "R",  "cycles the array accepted an activation vector (did MACs)"),
     "STALL_IN":   (0x48, "R",  "cycles the array waited for input data (X tile or W fold not yet streamed in)"),
@@ -56,7 +58,8 @@ FIELDS = {
                "ERROR": (2, 1, "the stream did not match the job, or the job's dimensions do not fit")},
     "FLAGS": {"RELU": (0, 1, "fused ReLU"), "OUT_INT32": (1, 1, "int32 accumulators + bias out instead of int8"),
               "WINDOW": (2, 1, "X is a feature map (NHWC, tile headers); the engine forms the windows"),
-              "DEPTHWISE": (3, 1, "with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)")},
+              "DEPTHWISE": (3, 1, "with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)"),
+              "OUT_NHWC": (4, 1, "int8 outputs leave per tile in NHWC order (rows of n-folds * COLS bytes)")},
     "WIN_SHAPE": {"IW": (0, 16, "input width (pixels)"), "OW": (16, 16, "output width (pixels)")},
     "WIN_GEOM": {"CB": (0, 12, "channel blocks of ROWS channels per pixel"), "KW": (12, 4, "kernel width"),
                  "STRIDE": (16, 4, "stride"), "DIL": (20, 4, "dilation"), "PAD_L": (24, 4, "left zero padding")},
@@ -65,8 +68,8 @@ FIELDS = {
 }
 CTRL_START, CTRL_SOFT_RESET = 1 << FIELDS["CTRL"]["START"][0], 1 << FIELDS["CTRL"]["SOFT_RESET"][0]
 STATUS_IDLE, STATUS_DONE, STATUS_ERROR = (1 << FIELDS["STATUS"][f][0] for f in ("IDLE", "DONE", "ERROR"))
-FLAG_RELU, FLAG_OUT_INT32, FLAG_WINDOW, FLAG_DEPTHWISE = (1 << FIELDS["FLAGS"][f][0]
-                                                         for f in ("RELU", "OUT_INT32", "WINDOW", "DEPTHWISE"))
+FLAG_RELU, FLAG_OUT_INT32, FLAG_WINDOW, FLAG_DEPTHWISE, FLAG_OUT_NHWC = (
+    1 << FIELDS["FLAGS"][f][0] for f in ("RELU", "OUT_INT32", "WINDOW", "DEPTHWISE", "OUT_NHWC"))
 COUNTERS = ("CYCLES", "MAC_CYCLES", "STALL_IN", "STALL_OUT", "JOBS")   # performance counters, read after a job
 
 
@@ -95,7 +98,8 @@ def status_text(status: int) -> str:
 #   REL_Y0 is the tile's first output row's window top (oy0 * STRIDE - PAD_T) minus the first streamed input
 #   row; A0 = REL_Y0 * IW * CB - PAD_L * CB. Window taps outside the streamed rows or the width read zero.
 # Output: for each tile, for each n-fold: the tile's rows, each COLS int8 (COLS/8 beats) or COLS int32
-#   (COLS/2 beats); tlast on the job's last beat.
+#   (COLS/2 beats); with OUT_NHWC (int8): for each tile, for each row: every n-fold's COLS int8 (the output
+#   channels zero-padded to n-folds * COLS); tlast on the job's last beat.
 BEAT_BYTES = 8
 
 

@@ -85,6 +85,8 @@ def pack_output(Y, job: Job) -> np.ndarray:
     C, Np = job.cfg.cols, job.fn * job.cfg.cols
     Yp = np.zeros((job.M, Np), dt)
     Yp[:, :job.N] = Y
+    if job.out_nhwc:
+        return Yp.view(np.uint8).ravel()
     parts, row0 = [], 0
     for rows in job.tiles():
         tile = Yp[row0:row0 + rows].reshape(rows, job.fn, C).transpose(1, 0, 2)

@@ -122,12 +122,14 @@ def unsupported(win: Window, cfg, N: int | None = None) -> str | None:
     return None
 
 
-def max_tile_oh(win: Window, cfg) -> int:
-    """Most output rows per tile: the accumulator and the X bank (and, for a batch, rows that divide OH)."""
+def max_tile_oh(win: Window, cfg, N: int | None = None, nhwc: bool = False) -> int:
+    """Most output rows per tile: the accumulator and the X bank (and, for a batch, rows that divide OH; with
+    NHWC output, half the output buffer for N channels)."""
     cfg = accel.config(cfg)
     T = 1
     for t in range(1, win.OH + 1):
-        if t * win.OW > cfg.acc_depth or min(win.H, win.span(t)) * win.row(cfg) > cfg.x_depth:
+        if t * win.OW > cfg.acc_depth or min(win.H, win.span(t)) * win.row(cfg) > cfg.x_depth or \
+                (nhwc and not accel.nhwc_fits(t * win.OW, N, cfg)):
             break
         T = t
     while win.N > 1 and win.OH % T:
@@ -135,17 +137,17 @@ def max_tile_oh(win: Window, cfg) -> int:
     return T
 
 
-def choose_tile_oh(win: Window, N: int, cfg, out_int32: bool = False) -> int:
+def choose_tile_oh(win: Window, N: int, cfg, out_int32: bool = False, nhwc: bool = False) -> int:
     """Output rows per tile, the fewest cycles by pf.accel.cycle_model among the largest and the even splits."""
     cfg = accel.config(cfg)
-    hi = max_tile_oh(win, cfg)
+    hi = max_tile_oh(win, cfg, N, nhwc)
     t0 = math.ceil(win.OH / hi)
     cands = {hi} | {math.ceil(win.OH / t) for t in range(t0, t0 + 4)}
     cands = {t for t in cands if 1 <= t <= hi and (win.N == 1 or win.OH % t == 0)} or {hi}
     K = win.folds(cfg) * cfg.rows
 
     def cycles(T):
-        job = accel.Job(win.M, K, N, T * win.OW, False, out_int32, cfg, np.zeros(0, np.uint8), window=win)
+        job = accel.Job(win.M, K, N, T * win.OW, False, out_int32, cfg, _EMPTY, window=win, out_nhwc=nhwc)
         return accel.cycle_model(job)["cycles"]
     return min(sorted(cands, reverse=True), key=cycles)
 
@@ -172,10 +174,17 @@ def dense_weights(Wt, win: Window) -> np.ndarray:
     return D.reshape(-1, win.C)
 
 
+def nhwc_ok(win: Window, N: int, cfg, out_int32: bool = False) -> bool:
+    """Whether the job's output can leave in NHWC order (int8, one output row fits half the output buffer)."""
+    return not out_int32 and accel.nhwc_fits(win.OW, N, accel.config(cfg))
+
+
 def pack_window_job(X, Wt, bias=None, m=None, shift=None, relu: bool = False, out_int32: bool = False,
-                    cfg="z1", win: Window | None = None, tile_oh: int | None = None, **geometry) -> accel.Job:
+                    cfg="z1", win: Window | None = None, tile_oh: int | None = None, out_nhwc: bool | None = None,
+                    **geometry) -> accel.Job:
     """Pack a convolution of X (N, H, W, C) int8 NHWC with Wt (kh, kw, C, Co), or depthwise (kh, kw, C), as a window
-    job: params, X tile 0 (header + input rows), W, X tiles 1.. . geometry: stride, dilation, pads, depthwise."""
+    job: params, X tile 0 (header + input rows), W, X tiles 1.. . geometry: stride, dilation, pads, depthwise.
+    out_nhwc: the output in NHWC order (default: when nhwc_ok)."""
     cfg = accel.config(cfg)
     X, Wt = check_int8("X", X), check_int8("W", Wt)
     if X.ndim != 4 or Wt.ndim not in (3, 4):
@@ -190,9 +199,17 @@ def pack_window_job(X, Wt, bias=None, m=None, shift=None, relu: bool = False, ou
     if why:
         raise ValueError(f"window mode cannot take this convolution on '{cfg.name}': {why}; lower it to a GEMM "
                          "(im2col rows, pf.accel.pack_job) instead")
-    T = tile_oh or choose_tile_oh(win, Co, cfg, out_int32)
-    if not 1 <= T <= max_tile_oh(win, cfg):
-        raise ValueError(f"tile_oh={T} must be in [1, {max_tile_oh(win, cfg)}] for this layer on '{cfg.name}'")
+    nhwc = nhwc_ok(win, Co, cfg, out_int32) if out_nhwc is None else bool(out_nhwc)
+    if nhwc and not nhwc_ok(win, Co, cfg, out_int32):
+        raise ValueError(f"NHWC output needs int8 outputs and an output row ({win.OW} x {Co}) within half the "
+                         f"output buffer ({cfg.out_depth // 2} rows of 8 bytes): pass out_nhwc=False")
+    T = tile_oh or choose_tile_oh(win, Co, cfg, out_int32, nhwc)
+    if win.N > 1 and win.OH % T:
+        raise ValueError(f"tile_oh={T} must divide the output height {win.OH} for a batch of {win.N}: a tile "
+                         "would straddle two images")
+    if not 1 <= T <= max_tile_oh(win, cfg, Co, nhwc):
+        raise ValueError(f"tile_oh={T} must be in [1, {max_tile_oh(win, cfg, Co, nhwc)}] for this layer on "
+                         f"'{cfg.name}'")
     R, C, cb, fk = cfg.rows, cfg.cols, win.cb(cfg), win.folds(cfg)
     fn = math.ceil(Co / C)
     if fn * C > cfg.n_max:
@@ -219,7 +236,8 @@ def pack_window_job(X, Wt, bias=None, m=None, shift=None, relu: bool = False, ou
     w_stream = np.concatenate([systolic.pack_weights(blk, R, C).ravel() for blk in blocks]).view(np.uint8)
     stream = np.concatenate(accel.pack_params(bias, m, shift, cfg) + [tiles[0], w_stream] + tiles[1:])
     return accel.Job(win.M, fk * R, Co, T * win.OW, bool(relu), bool(out_int32), cfg, stream,
-                     dict(X=im2col(X, win), W=dense_weights(Wt, win), bias=bias, m=m, shift=shift), window=win)
+                     dict(X=im2col(X, win), W=dense_weights(Wt, win), bias=bias, m=m, shift=shift), window=win,
+                     out_nhwc=nhwc)
 
 
 def x_regions(job: accel.Job) -> list[tuple[int, int, int, int]]:
@@ -285,8 +303,10 @@ def job_cycles(win: Window, Co: int, cfg, out_int32: bool = False) -> int:
         n = min(step, Co - a)
         w = Window(win.N, win.H, win.W, n, win.kh, win.kw, win.stride, win.dilation, win.pads, True) \
             if win.depthwise else win
-        T = choose_tile_oh(w, n, cfg, out_int32)
-        job = accel.Job(w.M, w.folds(cfg) * cfg.rows, n, T * w.OW, False, out_int32, cfg, _EMPTY, window=w)
+        nhwc = nhwc_ok(w, n, cfg, out_int32)
+        T = choose_tile_oh(w, n, cfg, out_int32, nhwc)
+        job = accel.Job(w.M, w.folds(cfg) * cfg.rows, n, T * w.OW, False, out_int32, cfg, _EMPTY, window=w,
+                        out_nhwc=nhwc)
         total += accel.cycle_model(job)["cycles"]
     return total
 

@@ -140,7 +140,7 @@ def window_jobs(n: Node, win: window.Window, cfg: accel.AccelConfig) -> list[Job
 
 @functools.lru_cache(maxsize=1024)
 def _tile_oh(win: window.Window, N: int, out_int32: bool, cfg: accel.AccelConfig) -> int:
-    return window.choose_tile_oh(win, N, cfg, out_int32)
+    return window.choose_tile_oh(win, N, cfg, out_int32, window.nhwc_ok(win, N, cfg, out_int32))
 
 
 @functools.lru_cache(maxsize=1024)

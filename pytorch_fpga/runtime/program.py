@@ -74,7 +74,7 @@ class Program:
             stream = self.backend.allocate(jp.job.stream.size)
             stream[:] = jp.job.stream
             job = accel.Job(jp.job.M, jp.job.K, jp.job.N, jp.job.m_tile, jp.job.relu, jp.job.out_int32, self.cfg,
-                            stream, window=jp.job.window)
+                            stream, window=jp.job.window, out_nhwc=jp.job.out_nhwc)
             if job.window is not None:                # whole input rows of the NHWC map, channels [c0, c1)
                 xs = kernels.x_row_copies(x4, stream, jp.regions, jp.c0, jp.c1, job.window.cb(self.cfg) * R)
                 out = self.backend.allocate(jp.job.out_bytes)

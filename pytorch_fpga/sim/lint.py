@@ -11,9 +11,9 @@ EXTRA_PARAMS = {"pe": [{"USE_DSP": 0}],
                 "systolic_array": [{"ROWS": 2, "COLS": 2}, {"ROWS": 16, "COLS": 16}, {"ROWS": 3, "COLS": 5},
                                    {"ROWS": 4, "COLS": 4, "LUT_ROWS": 2}],
                 "conv_accel": [{"ROWS": 8, "COLS": 8, "LUT_ROWS": 0, "X_DEPTH": 256, "W_DEPTH": 512,
-                                "ACC_DEPTH": 64, "N_MAX": 64, "OUT_LANES": 2},
+                                "ACC_DEPTH": 64, "N_MAX": 64, "OUT_LANES": 2, "OUT_DEPTH": 256},
                                {"OUT_LANES": 4}],
-                "accel_output": [{"LANES": 2}, {"LANES": 4}, {"COLS": 8, "LANES": 8}]}
+                "accel_output": [{"LANES": 2}, {"LANES": 4}, {"COLS": 8, "LANES": 8, "OUT_DEPTH": 256}]}
 
 
 def modules() -> list[str]:

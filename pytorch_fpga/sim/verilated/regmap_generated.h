@@ -7,13 +7,14 @@
 #define PFA_REG_K 0x0Cu  // RW reduction length (columns of X, rows of W)
 #define PFA_REG_N 0x10u  // RW output channels (columns of W)
 #define PFA_REG_M_TILE 0x14u  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only)
+#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)
 #define PFA_REG_ID 0x1Cu  // R MAGIC
 #define PFA_REG_CONFIG 0x20u  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 #define PFA_REG_X_DEPTH 0x24u  // R X buffer rows (of ROWS bytes) per bank
 #define PFA_REG_W_DEPTH 0x28u  // R W buffer rows (of COLS bytes)
 #define PFA_REG_ACC_DEPTH 0x2Cu  // R accumulator rows per bank (max M_TILE)
 #define PFA_REG_N_MAX 0x30u  // R max output channels (parameter memory entries)
+#define PFA_REG_OUT_DEPTH 0x34u  // R NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half
 #define PFA_REG_CYCLES 0x40u  // R cycles from START to DONE of the last job
 #define PFA_REG_MAC_CYCLES 0x44u  // R cycles the array accepted an activation vector (did MACs)
 #define PFA_REG_STALL_IN 0x48u  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
@@ -35,3 +36,4 @@
 #define PFA_FLAGS_OUT_INT32 (1u << 1)
 #define PFA_FLAGS_WINDOW (1u << 2)
 #define PFA_FLAGS_DEPTHWISE (1u << 3)
+#define PFA_FLAGS_OUT_NHWC (1u << 4)

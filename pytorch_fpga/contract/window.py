@@ -203,7 +203,7 @@ def pack_window_job(X, Wt, bias=None, m=None, shift=None, relu: bool = False, ou
     if nhwc and not nhwc_ok(win, Co, cfg, out_int32):
         raise ValueError(f"NHWC output needs int8 outputs and an output row ({win.OW} x {Co}) within half the "
                          f"output buffer ({cfg.out_depth // 2} rows of 8 bytes): pass out_nhwc=False")
-    T = tile_oh or choose_tile_oh(win, Co, cfg, out_int32, nhwc)
+    T = choose_tile_oh(win, Co, cfg, out_int32, nhwc) if tile_oh is None else tile_oh
     if win.N > 1 and win.OH % T:
         raise ValueError(f"tile_oh={T} must divide the output height {win.OH} for a batch of {win.N}: a tile "
                          "would straddle two images")

@@ -20,10 +20,9 @@ class AccelDriver:
     def __init__(self, dut, period_ns: int = 10):
         self.dut = dut
         self.period_ns = period_ns
-        self.cfg = accel.AccelConfig(
-            "dut", rows=int(dut.ROWS.value), cols=int(dut.COLS.value), lut_rows=int(dut.LUT_ROWS.value),
-            x_depth=int(dut.X_DEPTH.value), w_depth=int(dut.W_DEPTH.value),
-            acc_depth=int(dut.ACC_DEPTH.value), n_max=int(dut.N_MAX.value))
+        # the build as the DUT's parameters say (AccelConfig's fields are the parameters' names in lower case)
+        self.cfg = accel.AccelConfig("dut", **{p.lower(): int(getattr(dut, p).value)
+                                               for p in accel.AccelConfig("dut").params() if hasattr(dut, p)})
         cocotb.start_soon(Clock(dut.clk, period_ns, unit="ns").start())
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.src = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst)

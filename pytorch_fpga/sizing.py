@@ -29,7 +29,8 @@ def brams(cfg) -> dict:
     """RAMB36 estimate per buffer of a build (as rtl/conv_accel.v instantiates them)."""
     c = accel.config(cfg)
     return {"x": ramb36(c.rows * 8, 2 * c.x_depth), "w": ramb36(c.cols * 8, c.w_depth),
-            "acc": 2 * ramb36(c.cols * 32, c.acc_depth), "params": ramb36(64, c.n_max) + ramb36(64, c.n_max // 8)}
+            "acc": 2 * ramb36(c.cols * 32, c.acc_depth), "params": ramb36(64, c.n_max) + ramb36(64, c.n_max // 8),
+            "out": ramb36(64, c.out_depth)}
 
 
 @functools.cache

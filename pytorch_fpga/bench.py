@@ -2,7 +2,9 @@
 inference (pytorch_fpga.bench_compiler), and the tools' speeds, written as JSON.
 
 Each layer runs with the ideal stream (a beat every cycle: rtl_cycles) and, on the Verilated RTL, behind a DDR
-memory model (pytorch_fpga.sim.memory) at each of BANDWIDTHS_MB_S: cycles_at_mb_s / pe_utilization_at_mb_s."""
+memory model (pytorch_fpga.sim.memory) at each of BANDWIDTHS_MB_S: cycles_at_mb_s / pe_utilization_at_mb_s.
+run_goals adds issue 12's speed goals (pytorch_fpga.bench_engine): ResNet-18's convolutions at 224x224 (each distinct
+shape once, weighted by its occurrences) at each bandwidth, the SCALE-Sim reference layers, a verdict per goal."""
 from __future__ import annotations
 
 import json

@@ -183,7 +183,8 @@ def goal_model_gap(rows, backend: str = "verilator") -> dict:
     m = abs(per[worst]) if per else None
     return _verdict("a.model", "cycle model vs ideal-stream RTL: worst |RTL - model| / model",
                     f"<= {TARGETS['model_gap']:.0%} on every layer", m, m is not None and m <= TARGETS["model_gap"],
-                    SOURCES[backend] + " vs " + SOURCES["model"], worst=worst, per_layer=per)
+                    SOURCES[backend] + " vs " + SOURCES["model"], worst=worst,
+                    failing=[k for k, v in per.items() if abs(v) > TARGETS["model_gap"]], per_layer=per)
 
 
 def goal_stream(rows) -> dict:
@@ -196,7 +197,9 @@ def goal_stream(rows) -> dict:
     m = max(dense.values()) if dense else None
     return _verdict("b", "3x3 stride-1 layers: input bytes streamed / (H*W*C + 9*C*Co), worst layer",
                     f"<= {TARGETS['stream_ratio']}", m, m is not None and m <= TARGETS["stream_ratio"],
-                    "job stream sizes (bytes_in of the packed jobs)", per_layer=dense, depthwise_not_judged=dw)
+                    "job stream sizes (bytes_in of the packed jobs)",
+                    failing=[k for k, v in dense.items() if v > TARGETS["stream_ratio"]], per_layer=dense,
+                    depthwise_not_judged=dw)
 
 
 def goal_depthwise(row: dict | None, pes: int, backend: str = "verilator") -> dict:
@@ -222,7 +225,8 @@ def goal_scalesim(rows, backend: str = "verilator") -> dict:
                     f"<= {TARGETS['rtl_over_scalesim']} on every layer", m,
                     m is not None and m <= TARGETS["rtl_over_scalesim"], SOURCES[backend] + " vs SCALE-Sim "
                     "(reference layers) or the SCALE-Sim-like formula (others; per_layer says which)",
-                    worst=worst, per_layer=per)
+                    worst=worst, failing=[k for k, v in per.items() if v["ratio"] > TARGETS["rtl_over_scalesim"]],
+                    per_layer=per)
 
 
 def goals_table(goals) -> str:
@@ -233,4 +237,7 @@ def goals_table(goals) -> str:
         txt = "-" if m is None else (f"{m:.1%}" if "util" in g["what"] or "|" in g["what"] else f"{m:.3f}")
         verdict = {True: "MET", False: "NOT MET", None: "not run"}[g["met"]]
         lines.append(f"{g['goal']:8s} {verdict:8s} {txt:>10s} {g['target']:>22s}  {g['what']} ({g['source']})")
+        if g.get("failing"):
+            lines.append(f"{'':8s} not met on {len(g['failing'])} of {len(g['per_layer'])} layers: "
+                         + ", ".join(g["failing"]))
     return "\n".join(lines)

@@ -90,3 +90,18 @@ def test_a_window_job_runs_on_the_virtual_pynq(rng):
     live = dataclasses.replace(job, stream=stream)
     be.run_into(live, out)
     np.testing.assert_array_equal(accel.unpack_output(out, job), accel.job_golden(job))
+
+
+def test_mode_forces_gemm_or_window_and_refuses_what_the_engine_cannot_take(rng):
+    X, W, bias, m, shift = operands(rng, 1, 16, 8, 16, 3)
+    want = torch_conv(X, W, bias, padding=1)
+    for mode, windowed in (("gemm", False), ("window", True), ("auto", True)):
+        parts, _ = pf.compiler.conv2d_parts(X, W, bias, out_int32=True, padding=1, cfg="sim8", mode=mode)
+        assert all((pt.job.window is not None) == windowed for pt in parts), mode
+        Y, _ = pf.Accelerator("model", "sim8").conv2d(X, W, bias, out_int32=True, padding=1, mode=mode)
+        np.testing.assert_array_equal(Y, want)
+    with pytest.raises(ValueError, match="mode='window'.*padding mode"):
+        pf.compiler.conv2d_parts(X, W, bias, out_int32=True, padding=1, stride=(1, 2), cfg="sim8", mode="window")
+    with pytest.raises(ValueError, match="mode must be"):
+        pf.compiler.conv2d_parts(X, W, bias, out_int32=True, cfg="sim8", mode="im2col")
+    assert window.Window(1, 4, 4, 8, 3, 3, pads=[1, 1, 1, 1]).pads == (1, 1, 1, 1)      # lists are taken too

@@ -8,6 +8,7 @@ them, and says which convolutions fit.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ class Window:
     dilation: int = 1
     pads: tuple = (0, 0, 0, 0)          # top, bottom, left, right (the graph's order)
     depthwise: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "pads", tuple(int(p) for p in self.pads))     # hashable: the choices are cached
 
     @property
     def OH(self) -> int:
@@ -137,6 +141,7 @@ def max_tile_oh(win: Window, cfg, N: int | None = None, nhwc: bool = False) -> i
     return T
 
 
+@functools.lru_cache(maxsize=4096)
 def choose_tile_oh(win: Window, N: int, cfg, out_int32: bool = False, nhwc: bool = False) -> int:
     """Output rows per tile, the fewest cycles by pf.accel.cycle_model among the largest and the even splits."""
     cfg = accel.config(cfg)
@@ -333,6 +338,7 @@ def gemm_cycles(win: Window, Co: int, cfg, out_int32: bool = False) -> int:
 PREFER = 1.03      # take window mode when it costs at most 3% more cycles than GEMM (it also saves host work)
 
 
+@functools.lru_cache(maxsize=4096)
 def choose(win: Window, Co: int, cfg, out_int32: bool = False) -> bool:
     """Whether a convolution should run in window mode on build cfg: supported, and not slower by the cycle model
     (beyond PREFER) than its im2col GEMM lowering; e.g. a 3-channel first layer stays a GEMM."""

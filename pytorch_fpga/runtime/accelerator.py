@@ -96,15 +96,16 @@ class Accelerator:
         return self._run(parts, X.shape[0], W.shape[1], out_int32, report), report
 
     def conv2d(self, X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, stride=1, padding=0,
-               dilation=1, groups=1, padding_mode="zeros"):
-        """A quantized conv2d (torch.nn.functional.conv2d's arguments, plus padding_mode); (Y, LayerReport)."""
+               dilation=1, groups=1, padding_mode="zeros", mode="auto"):
+        """A quantized conv2d (torch.nn.functional.conv2d's arguments, plus padding_mode, and mode: 'auto',
+        'window' or 'gemm', see pf.compiler.conv2d_parts); (Y, LayerReport)."""
         X, W = check_int8("X", X), check_int8("W", W)
         if X.ndim == 4 and X.shape[0] == 0:                  # an empty batch: check the layer, run nothing
             _, shape = compiler.conv2d_parts(np.zeros((1, *X.shape[1:]), np.int8), W, bias, m, shift, relu,
                                              out_int32, stride, padding, dilation, groups, padding_mode, self.cfg)
             return np.zeros((0, *shape[1:]), np.int32 if out_int32 else np.int8), self._report(0)
         parts, shape = compiler.conv2d_parts(X, W, bias, m, shift, relu, out_int32, stride, padding, dilation,
-                                             groups, padding_mode, self.cfg)
+                                             groups, padding_mode, self.cfg, mode)
         Nb, Co, Ho, Wo = shape
         # padding modes change the padded values, not the amount: the MAC count is the zero-padding one
         report = self._report(conv.conv2d_macs((Nb or 1, *X.shape[-3:]), W.shape, stride, padding, dilation,

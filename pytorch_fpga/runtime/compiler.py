@@ -52,16 +52,22 @@ def gemm_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False,
 
 
 def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, stride=1, padding=0,
-                 dilation=1, groups=1, padding_mode="zeros", cfg="z1"):
+                 dilation=1, groups=1, padding_mode="zeros", cfg="z1", mode: str = "auto"):
     """Jobs for a quantized conv2d (int8 X (N,C,H,W) or (C,H,W), int8 W (Co, C/g, kh, kw)); returns
-    (parts, (N or None, Co, Ho, Wo))."""
+    (parts, (N or None, Co, Ho, Wo)). mode: 'auto' (window mode where window.choose takes it), 'window', 'gemm'."""
+    if mode not in ("auto", "window", "gemm"):
+        raise ValueError(f"mode must be 'auto', 'window' or 'gemm', not {mode!r}")
     cfg = accel.config(cfg)
     X, W = check_int8("X", X), check_int8("W", W)
     if W.ndim != 4:
         raise ValueError(f"conv2d weights must be (Co, C/groups, kh, kw), got shape {W.shape}")
     Co, Cg, kh, kw = W.shape
-    win = _window(X, W.shape, stride, padding, dilation, groups, padding_mode)
-    if win is not None and window.choose(win, Co, cfg, out_int32):
+    win = _window(X, W.shape, stride, padding, dilation, groups, padding_mode) if mode != "gemm" else None
+    if mode == "window" and (win is None or window.unsupported(win, cfg, Co) is not None):
+        why = "padding mode, unequal strides or dilations, or groups" if win is None else \
+            window.unsupported(win, cfg, Co)
+        raise ValueError(f"mode='window': the engine cannot take this conv2d ({why}); use mode='auto'")
+    if win is not None and (mode == "window" or window.choose(win, Co, cfg, out_int32)):
         return window_parts(X, W, win, bias, m, shift, relu, out_int32, cfg), \
             (X.shape[0] if X.ndim == 4 else None, Co, win.OH, win.OW)
     cols, (Nb, Ho, Wo) = conv.lower(X, W.shape, stride, padding, dilation, groups, padding_mode)

@@ -112,7 +112,8 @@ def draw_system(cfg="z1", ax=None):
     block("accel_compute", 81, 17, 96, 40,
           f"accel_compute\n\nfeeders\n->\n{cfg.rows}x{cfg.cols} systolic\narray (WS)\n->\n"
           f"accumulators\n2 x {_kib(sizes['accumulators (2 banks, int32)'] // 2)}", "#e3f1da", fs=8)
-    block("accel_output", 81, 4, 96, 13, "accel_output\nrequant x 2 lanes\n+ ReLU -> FIFO", "#e3f1da", fs=8)
+    block("accel_output", 81, 4, 96, 13, f"accel_output\nrequant x {cfg.out_lanes} lanes\n+ ReLU -> FIFO",
+          "#e3f1da", fs=8)
     # streams and control
     link("s_axis", [(44.5, 24), (52.5, 24)], "AXI4-Stream\ns_axis 64-bit", (48.5, 28), fs=7)
     link("m_axis", [(80.5, 8), (44.5, 8)], "AXI4-Stream m_axis 64-bit (tlast ends the job)", (62.5, 10), fs=7)
@@ -138,16 +139,18 @@ def cycle_bounds(job: accel.Job) -> dict:
     tile0_array: the parameters and X tile 0 stream in first and compute waits for the whole tile, so
                  their beats come before `array` (the part of the stream the X double buffer cannot hide);
     stream_in:   the input stream's beats, one 8-byte beat a cycle;
-    stream_out:  the output side, two requantized channels a cycle: M x n-folds x COLS/2.
+    stream_out:  the output side, out_lanes int8 channels a cycle (int32: one beat, two channels):
+                 M x n-folds x COLS / lanes.
     """
     cfg = job.cfg
     fold_ms = [rows for rows in job.tiles() for _ in range(job.fn * job.fk)]
     array = systolic.ws_cycles_for_folds(fold_ms, cfg.rows, cfg.cols)
     params_beats = job.fn * (cfg.cols + cfg.cols // 8)               # pf.contract.regmap's stream format, part 1
-    tile0_beats = job.fk * job.tiles()[0] * cfg.rows // regmap.BEAT_BYTES
+    tile0_beats = job.x_tile_beats()[0]
+    lanes = 2 if job.out_int32 else cfg.out_lanes
     return {"array": array, "tile0_array": params_beats + tile0_beats + array,
             "stream_in": job.stream.size // regmap.BEAT_BYTES,
-            "stream_out": job.M * job.fn * (cfg.cols // 2)}
+            "stream_out": job.M * job.fn * (cfg.cols // lanes)}
 
 
 def utilization_ceiling(job: accel.Job) -> float:

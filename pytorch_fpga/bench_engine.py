@@ -209,9 +209,17 @@ def goal_depthwise(row: dict | None, pes: int, backend: str = "verilator") -> di
                         False, "not run")
     u = row.get("pe_utilization_at_mb_s", {}).get("800", row["pe_utilization"])
     where = "at 800 MB/s" if "800" in row.get("pe_utilization_at_mb_s", {}) else "ideal stream"
+    _, C, H, W, *_ = layer_of(row)
+    beats = H * W * C // 8                                   # the input feature map alone, 8 bytes a cycle
+    cols = round(pes ** 0.5)
+    why = None if u >= TARGETS["depthwise_util"] else (
+        f"out of reach of this design: a weight-stationary fold of a depthwise layer keeps at most 1 of {cols} "
+        f"PEs per column busy ({1 / cols:.2%}: an X vector is {cols} channels of one pixel, a column needs only "
+        f"its own); the input alone is {beats:,d} beats ({utilization(row['macs'], beats, pes):.0%} at best), so "
+        f"{TARGETS['depthwise_util']:.0%} needs a dedicated depthwise datapath computing while the rows stream in")
     return _verdict("c", f"{DEPTHWISE_LAYER}: PE utilization {where}", f">= {TARGETS['depthwise_util']:.0%}", u,
                     u >= TARGETS["depthwise_util"], SOURCES[backend], ideal_stream=row["pe_utilization"],
-                    model_prediction=utilization(row["macs"], row["model_cycles"], pes))
+                    model_prediction=utilization(row["macs"], row["model_cycles"], pes), why=why)
 
 
 def goal_scalesim(rows, backend: str = "verilator") -> dict:
@@ -221,12 +229,18 @@ def goal_scalesim(rows, backend: str = "verilator") -> dict:
            for r in rows}
     worst = max(per, key=lambda k: per[k]["ratio"]) if per else None
     m = per[worst]["ratio"] if per else None
+    floor = {r["layer"]: r["bytes_in"] // 8 for r in rows}        # the input stream alone, 8 bytes a cycle
+    bound = [k for k, v in per.items()
+             if v["ratio"] > TARGETS["rtl_over_scalesim"] and floor[k] >= v["scalesim_ws_cycles"]]
+    why = {k: f"stream-bound: its input stream alone is {floor[k]:,d} beats, more than the "
+              f"{per[k]['scalesim_ws_cycles']:,d} cycles of the SCALE-Sim WS count (operands already on chip)"
+           for k in bound} or None
     return _verdict("d", "ideal-stream RTL cycles / SCALE-Sim WS cycles, worst layer",
                     f"<= {TARGETS['rtl_over_scalesim']} on every layer", m,
                     m is not None and m <= TARGETS["rtl_over_scalesim"], SOURCES[backend] + " vs SCALE-Sim "
                     "(reference layers) or the SCALE-Sim-like formula (others; per_layer says which)",
                     worst=worst, failing=[k for k, v in per.items() if v["ratio"] > TARGETS["rtl_over_scalesim"]],
-                    per_layer=per)
+                    per_layer=per, why=why)
 
 
 def goals_table(goals) -> str:
@@ -240,4 +254,7 @@ def goals_table(goals) -> str:
         if g.get("failing"):
             lines.append(f"{'':8s} not met on {len(g['failing'])} of {len(g['per_layer'])} layers: "
                          + ", ".join(g["failing"]))
+        why = g.get("why")
+        for k, w in (why.items() if isinstance(why, dict) else [("why", why)] if why else []):
+            lines.append(f"{'':8s} {k}: {w}")
     return "\n".join(lines)

@@ -189,3 +189,23 @@ def test_mode_is_what_the_compiler_does(layer):
     parts, _ = compiler.conv2d_parts(np.zeros((1, C, H, W), np.int8), np.zeros((Co, C // g, k, k), np.int8), None,
                                      m, shift, False, False, s, p, 1, g, "zeros", cfg)
     assert bench.mode(layer, cfg) == ("window" if parts[0].job.window is not None else "gemm")
+
+
+def test_unmet_goals_say_why_with_their_numbers(rng):
+    layer = bench.LAYERS[6]                                      # depthwise 3x3 14x14x256
+    row = _row(layer, rng)
+    row["pe_utilization"] = 0.05
+    g = bench_engine.goal_depthwise(row, PES)
+    _, C, H, W, *_ = layer
+    assert g["met"] is False and f"{H * W * C // 8:,d} beats" in g["why"] and "1 of 16" in g["why"]
+    row["pe_utilization"] = 0.5
+    assert bench_engine.goal_depthwise(row, PES)["why"] is None
+    # a layer whose input stream alone outlasts the SCALE-Sim count is called stream-bound; one that is not, is not
+    a, b = (bench_engine.annotate(_row(la, rng), la) for la in bench.LAYERS[:2])
+    a["rtl_cycles"], a["bytes_in"] = 2 * a["scalesim_ws_cycles"], 16 * a["scalesim_ws_cycles"]
+    b["rtl_cycles"], b["bytes_in"] = 2 * b["scalesim_ws_cycles"], 4 * b["scalesim_ws_cycles"]
+    for r in (a, b):
+        r["rtl_over_scalesim_ws"] = r["rtl_cycles"] / r["scalesim_ws_cycles"]
+    g = bench_engine.goal_scalesim([a, b])
+    assert list(g["why"]) == [a["layer"]] and f"{a['bytes_in'] // 8:,d} beats" in g["why"][a["layer"]]
+    assert "stream-bound" in bench_engine.goals_table([g])

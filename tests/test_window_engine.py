@@ -51,7 +51,7 @@ def test_z1_window_layers_match_torch_on_the_rtl(rng, C, H, Co, k, s, p, groups)
     parts = pf.compiler.window_parts(X, W, win, bias, m, shift, True, False, accel.config("z1"))   # window mode
     for pt in parts:
         job = pt.job
-        assert job.m_tile == window.choose_tile_oh(job.window, job.N, "z1") * job.window.OW
+        assert job.m_tile == window.choose_tile_oh(job.window, job.N, "z1", False, job.out_nhwc) * job.window.OW
         Y, rep = hw.backend.run(job)
         np.testing.assert_array_equal(Y, accel.job_golden(job))
         model = accel.cycle_model(job)["cycles"]

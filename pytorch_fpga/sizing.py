@@ -14,6 +14,7 @@ import math
 
 from pytorch_fpga import bench_engine
 from pytorch_fpga.contract import accel, window
+from pytorch_fpga.core import conv
 
 RAMB36_SHAPES = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))  # (width, depth)
 RAMB36_BUDGET = 140                      # XC7Z020
@@ -51,18 +52,13 @@ def stack(cfg, layers=None) -> dict:
     cfg = accel.config(cfg)
     groups = bench_engine.distinct(layers or bench_engine.resnet18_convs())
     cycles = sum(d["count"] * layer_cycles(d["layer"], cfg)[0] for d in groups)
-    macs = sum(d["count"] * d["layer"][1] * d["layer"][4] * d["layer"][5] ** 2 * _out_pixels(d["layer"])
-               for d in groups)
+    macs = sum(d["count"] * conv.conv2d_macs((1, C, H, W), (Co, C // g, k, k), s, p, 1, g)
+               for d in groups for _, C, H, W, Co, k, s, p, g in [d["layer"]])
     ram = brams(cfg)
     total = sum(ram.values()) + OTHER_RAMB36
     return {"config": {k: getattr(cfg, k) for k in ("x_depth", "w_depth", "acc_depth")}, "cycles": cycles,
-            "utilization": macs / (cfg.rows * cfg.cols * cycles) if cycles < math.inf else 0.0,
+            "utilization": bench_engine.utilization(macs, cycles, cfg.rows * cfg.cols) if cycles < math.inf else 0.0,
             "ramb36": ram, "ramb36_total": total, "fits": total <= RAMB36_BUDGET}
-
-
-def _out_pixels(layer) -> int:
-    _, C, H, W, Co, k, s, p, g = layer
-    return ((H + 2 * p - k) // s + 1) * ((W + 2 * p - k) // s + 1)
 
 
 def sweep(x_depths=(1024, 2048, 4096, 8192), w_depths=(4096, 8192, 16384, 32768), acc_depths=(256, 512, 1024),

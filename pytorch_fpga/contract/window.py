@@ -8,6 +8,7 @@ them, and says which convolutions fit.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -299,15 +300,28 @@ def decode_params_w(job: accel.Job, blocks: np.ndarray) -> np.ndarray:
     return Wp.reshape(win.kh, win.kw, -1, job.fn * C)[:, :, :win.C, :job.N].reshape(-1, job.N)
 
 
+def conv_weights(w, win: Window) -> np.ndarray:
+    """Conv weights (Co, C/groups, kh, kw) in window order: (kh, kw, C, Co), or depthwise (kh, kw, C)."""
+    w = np.asarray(w)
+    return w[:, 0].transpose(1, 2, 0) if win.depthwise else w.transpose(2, 3, 1, 0)
+
+
+def chunks(win: Window, Co: int, cfg) -> list[tuple[slice, Window]]:
+    """A layer's window jobs: the output channels of each (as many as the W buffer holds) and its window
+    (depthwise: the job's channels only, its inputs split with its outputs)."""
+    cfg = accel.config(cfg)
+    step = cfg.n_max if win.depthwise else accel.n_chunk(win.folds(cfg) * cfg.rows, cfg)
+    return [(slice(a, min(Co, a + step)),
+             dataclasses.replace(win, C=min(Co, a + step) - a) if win.depthwise else win)
+            for a in range(0, Co, step)]
+
+
 def job_cycles(win: Window, Co: int, cfg, out_int32: bool = False) -> int:
     """Predicted cycles (pf.accel.cycle_model) of the window jobs of a layer, output channels split by n_chunk."""
     cfg = accel.config(cfg)
-    K, total = win.folds(cfg) * cfg.rows, 0
-    step = cfg.n_max if win.depthwise else accel.n_chunk(K, cfg)
-    for a in range(0, Co, step):
-        n = min(step, Co - a)
-        w = Window(win.N, win.H, win.W, n, win.kh, win.kw, win.stride, win.dilation, win.pads, True) \
-            if win.depthwise else win
+    total = 0
+    for o, w in chunks(win, Co, cfg):
+        n = o.stop - o.start
         nhwc = nhwc_ok(w, n, cfg, out_int32)
         T = choose_tile_oh(w, n, cfg, out_int32, nhwc)
         job = accel.Job(w.M, w.folds(cfg) * cfg.rows, n, T * w.OW, False, out_int32, cfg, _EMPTY, window=w,

@@ -119,39 +119,23 @@ def window_jobs(n: Node, win: window.Window, cfg: accel.AccelConfig) -> list[Job
     """The packed window-mode jobs of a conv2d (X tiles still zero); output channels split by the W buffer
     (depthwise: channels split with their inputs)."""
     w = n.params["w_int8"]
-    Co = w.shape[0]
-    Wt = w[:, 0].transpose(1, 2, 0) if win.depthwise else w.transpose(2, 3, 1, 0)
+    Wt = window.conv_weights(w, win)
     bias, m, shift = n.params["bias_int32"], n.params["m"], n.params["shift"]
     relu, out_int32 = bool(n.attrs.get("relu")), bool(n.attrs.get("out_int32"))
-    step = cfg.n_max if win.depthwise else accel.n_chunk(win.folds(cfg) * cfg.rows, cfg)
     plans = []
-    for a in range(0, Co, step):
-        o = slice(a, min(Co, a + step))
-        wj = window.Window(win.N, win.H, win.W, o.stop - a, win.kh, win.kw, win.stride, win.dilation, win.pads,
-                           True) if win.depthwise else win
+    for o, wj in window.chunks(win, w.shape[0], cfg):
         X0 = np.zeros((wj.N, wj.H, wj.W, wj.C), np.int8)
-        job = window.pack_window_job(X0, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj,
-                                     tile_oh=_tile_oh(wj, o.stop - a, out_int32, cfg))
+        job = window.pack_window_job(X0, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
         job.operands = {}                                                         # the stream is the truth
-        c0, c1 = (a, o.stop) if win.depthwise else (0, win.C)
-        plans.append(JobPlan(job, c0, c1, a, window.x_regions(job)))
+        c0, c1 = (o.start, o.stop) if win.depthwise else (0, win.C)
+        plans.append(JobPlan(job, c0, c1, o.start, window.x_regions(job)))
     return plans
-
-
-@functools.lru_cache(maxsize=1024)
-def _tile_oh(win: window.Window, N: int, out_int32: bool, cfg: accel.AccelConfig) -> int:
-    return window.choose_tile_oh(win, N, cfg, out_int32, window.nhwc_ok(win, N, cfg, out_int32))
-
-
-@functools.lru_cache(maxsize=1024)
-def _use_window(win: window.Window, Co: int, out_int32: bool, cfg: accel.AccelConfig) -> bool:
-    return window.choose(win, Co, cfg, out_int32)
 
 
 def layer_jobs(n: Node, geo: dict, cfg: accel.AccelConfig) -> list[JobPlan]:
     """The packed jobs of a conv2d/linear node for the geometry `geo`: window mode when chosen, else GEMM jobs."""
     win = window_of(n, geo)
-    if win is not None and _use_window(win, n.params["w_int8"].shape[0], bool(n.attrs.get("out_int32")), cfg):
+    if win is not None and window.choose(win, n.params["w_int8"].shape[0], cfg, bool(n.attrs.get("out_int32"))):
         return window_jobs(n, win, cfg)
     w = n.params["w_int8"]
     W4 = w.reshape(w.shape[0], -1, 1, 1) if w.ndim == 2 else w                  # (Co, Cg, kh, kw)

@@ -113,20 +113,15 @@ def window_parts(X, W, win: window.Window, bias, m, shift, relu, out_int32, cfg)
     (depthwise: channels split with their inputs)."""
     Xh = np.ascontiguousarray((X if X.ndim == 4 else X[None]).transpose(0, 2, 3, 1))
     Co = W.shape[0]
-    Wt = W[:, 0].transpose(1, 2, 0) if win.depthwise else W.transpose(2, 3, 1, 0)     # (kh, kw, C[, Co])
+    Wt = window.conv_weights(W, win)                                                  # (kh, kw, C[, Co])
     bias, m, shift = _params(bias, m, shift, Co)
     check_accumulator(window.dense_weights(Wt, win), bias, "the conv2d")
     if not out_int32 and not m.any():
         raise ValueError("int8 outputs need requantization multipliers m (see pf.quant.quantize_layer)")
-    step = cfg.n_max if win.depthwise else n_chunk(win.folds(cfg) * cfg.rows, cfg)
     parts = []
-    for a in range(0, Co, step):
-        o = slice(a, min(Co, a + step))
-        if win.depthwise:
-            job = window.pack_window_job(Xh[..., o], Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg,
-                                         stride=win.stride, dilation=win.dilation, pads=win.pads)
-        else:
-            job = window.pack_window_job(Xh, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=win)
+    for o, wj in window.chunks(win, Co, cfg):
+        Xj = Xh[..., o] if win.depthwise else Xh
+        job = window.pack_window_job(Xj, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
         parts.append(GemmPart(job, np.arange(o.start, o.stop)))
     return parts
 

@@ -311,28 +311,25 @@ WINDOW_CONFIGS = [("icarus", "sim8"), ("verilator", "sim8")]
 WINDOW_QUICK = ("window_random_jobs", "window_mode_switch")     # Icarus is slow: these, with small jobs
 
 
-@pytest.mark.parametrize("sim,cfg", CONFIGS, ids=[f"{s}-{c}" for s, c in CONFIGS])
-def test_conv_accel(sim, cfg):
+def _run(sim, cfg, **env):
     """Build conv_accel in this configuration with this simulator and run the cocotb tests above."""
     from pytorch_fpga.sim import cocotb_runner, tools
 
     if not tools.available(sim):
         pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
     cocotb_runner.run("conv_accel", rtl.RTL_MODULES, "test_conv_accel", sim,
-                   parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__),
-                   extra_env={"TB_QUICK": "1" if sim == "icarus" else "0",
-                              "TB_CORNERS": "1" if (sim, cfg) == ("verilator", "sim8") else "0"})
+                      parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__),
+                      extra_env={"TB_QUICK": "1" if sim == "icarus" else "0", **env})
+
+
+@pytest.mark.parametrize("sim,cfg", CONFIGS, ids=[f"{s}-{c}" for s, c in CONFIGS])
+def test_conv_accel(sim, cfg):
+    """The cocotb tests above but the window_* ones, on this simulator and configuration."""
+    _run(sim, cfg, TB_CORNERS="1" if (sim, cfg) == ("verilator", "sim8") else "0")
 
 
 @pytest.mark.parametrize("sim,cfg", WINDOW_CONFIGS, ids=[f"{s}-{c}" for s, c in WINDOW_CONFIGS])
 def test_conv_accel_window(sim, cfg):
     """The window-mode cocotb tests above (window_*) on this simulator and configuration."""
-    from pytorch_fpga.sim import cocotb_runner, tools
-
-    if not tools.available(sim):
-        pytest.skip(f"{sim} is not installed; `make test` installs it or prints the command")
-    cocotb_runner.run("conv_accel", rtl.RTL_MODULES, "test_conv_accel", sim,
-                   parameters=accel.config(cfg).params(), test_dir=os.path.dirname(__file__),
-                   extra_env={"TB_QUICK": "1" if sim == "icarus" else "0", "TB_WINDOW": "1",
-                              "COCOTB_TEST_FILTER": r"\.(" + "|".join(WINDOW_QUICK) + ")$" if sim == "icarus"
-                              else r"\.window_\w+$"})
+    _run(sim, cfg, TB_WINDOW="1", COCOTB_TEST_FILTER=r"\.(" + "|".join(WINDOW_QUICK) + ")$" if sim == "icarus"
+         else r"\.window_\w+$")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from pytorch_fpga import bench_engine as engine
-from pytorch_fpga.contract import accel, window
+from pytorch_fpga.contract import accel, dwunit, window
 from pytorch_fpga.runtime import accelerator as runtime
 from pytorch_fpga.runtime import backends
 
@@ -61,12 +61,15 @@ def memory_sweep(hw: runtime.Accelerator, cfg: accel.AccelConfig, bandwidths=BAN
 
 
 def mode(layer, cfg) -> str:
-    """'window' or 'gemm': how the compiler runs a bench layer (pf.contract.window.choose on its geometry)."""
+    """'dw', 'window' or 'gemm': how the compiler runs a bench layer (dwunit.choose, then window.choose)."""
     _, C, H, W, Co, k, s, p, g = layer
     dw = g > 1 and g == C == Co
     if g != 1 and not dw:
         return "gemm"
-    return "window" if window.choose(window.Window(1, H, W, C, k, k, s, 1, (p,) * 4, dw), Co, cfg) else "gemm"
+    win = window.Window(1, H, W, C, k, k, s, 1, (p,) * 4, dw)
+    if dw and dwunit.choose(win, Co, cfg):
+        return "dw"
+    return "window" if window.choose(win, Co, cfg) else "gemm"
 
 
 def measure(layer, hw: runtime.Accelerator, ref: runtime.Accelerator, sweep: dict) -> dict:

@@ -13,7 +13,7 @@ import itertools
 import math
 
 from pytorch_fpga import bench_engine
-from pytorch_fpga.contract import accel, window
+from pytorch_fpga.contract import accel, dwunit, window
 from pytorch_fpga.core import conv
 
 RAMB36_SHAPES = ((1, 32768), (2, 16384), (4, 8192), (9, 4096), (18, 2048), (36, 1024), (72, 512))  # (width, depth)
@@ -31,15 +31,17 @@ def brams(cfg) -> dict:
     c = accel.config(cfg)
     return {"x": ramb36(c.rows * 8, 2 * c.x_depth), "w": ramb36(c.cols * 8, c.w_depth),
             "acc": 2 * ramb36(c.cols * 32, c.acc_depth), "params": ramb36(64, c.n_max) + ramb36(64, c.n_max // 8),
-            "out": ramb36(64, c.out_depth)}
+            "out": ramb36(64, c.out_depth), "dw_line": ramb36(128, c.dw_lb_depth) if c.dw_ch else 0}
 
 
 @functools.cache
 def layer_cycles(layer: tuple, cfg: accel.AccelConfig) -> tuple[int, str]:
-    """(predicted cycles, 'window' or 'gemm') of one bench layer on build cfg."""
+    """(predicted cycles, 'dw', 'window' or 'gemm') of one bench layer on build cfg."""
     _, C, H, W, Co, k, s, p, g = layer
     win = window.Window(1, H, W, C, k, k, s, 1, (p, p, p, p), depthwise=g > 1)
     try:
+        if win.depthwise and dwunit.choose(win, Co, cfg):
+            return dwunit.job_cycles(win, cfg), "dw"
         if window.choose(win, Co, cfg):
             return window.job_cycles(win, Co, cfg), "window"
         return window.gemm_cycles(win, Co, cfg), "gemm"

@@ -7,6 +7,8 @@
 // has released it, so tile t+1 streams in while tile t computes. W is written once per job and counted
 // (w_rows) so compute can start on a fold as soon as its rows have arrived. A tlast on any beat but the
 // job's last (or a missing one on the last) sets `error`.
+// Depthwise-unit jobs (cfg_dw) stream params, W, then the feature map, whose beats go to accel_dw as it takes
+// them (dw_in_*), not to the X buffer.
 `default_nettype none
 `timescale 1ns/1ps
 
@@ -30,6 +32,11 @@ module accel_input #(
     input  wire [15:0]          cfg_fn,              // n-folds = ceil(N / COLS)
     input  wire                 cfg_window,          // X tiles are feature-map rows with a header beat
     input  wire [31:0]          cfg_row,             // window mode: X buffer rows per input row (IW * CB)
+    input  wire                 cfg_dw,              // depthwise-unit job: params, W, then X to accel_dw
+
+    output wire                 dw_in_valid,         // an X beat for accel_dw (s_axis_tdata)
+    input  wire                 dw_in_ready,
+    input  wire                 dw_in_last,          // accel_dw's next beat is the job's last
 
     input  wire [63:0]          s_axis_tdata,
     input  wire                 s_axis_tvalid,
@@ -87,6 +94,7 @@ module accel_input #(
     reg              x_we_last;       // the X write in flight completes a tile
     reg              p_last_wr;       // the parameter write in flight is the job's last
     reg              window;          // window mode (latched at start)
+    reg              dw;              // depthwise-unit job (latched at start)
     reg [31:0]       row_m1;          // window mode: X buffer rows per input row - 1
     reg              x_hdr;           // window mode: the next X beat is a tile header
     reg [15:0]       cr, nrows_m1;    // window mode: input row counter and the tile's last input row
@@ -109,7 +117,8 @@ module accel_input #(
 
     wire in_x = phase == PH_X;
     assign s_axis_tready = flushing || (phase == PH_PM) || (phase == PH_PS) || (phase == PH_W) ||
-                           (in_x && !x_full[tb]);
+                           (in_x && (dw ? dw_in_ready : !x_full[tb]));
+    assign dw_in_valid = s_axis_tvalid && in_x && dw && !flushing;
     wire acc = s_axis_tvalid && s_axis_tready && !flushing;
 
     wire [MAXB*8-1:0] row_next;       // the row with this beat appended (on top)
@@ -120,15 +129,15 @@ module accel_input #(
             assign row_next = {s_axis_tdata, asm_row[MAXB*8-1:64]};
         end
     endgenerate
-    wire x_head     = in_x && window && x_hdr;
-    wire x_row_end  = in_x && !x_head && cb == XB_LAST;
+    wire x_head     = in_x && !dw && window && x_hdr;
+    wire x_row_end  = in_x && !dw && !x_head && cb == XB_LAST;
     wire w_row_end  = phase == PH_W && cb == WB_LAST;
     wire x_fold_end = x_row_end && cm == tile_rows - 1;
     wire x_in_end   = x_row_end && cm == row_m1;      // window mode: an input row's last X buffer row
     wire x_tile_end = window ? (x_in_end && cr == nrows_m1) : (x_fold_end && cf == fk - 1);
     wire w_fold_end = w_row_end && cm == ROWS - 1;
     wire w_end      = w_fold_end && cf == fk - 1 && cj == fn - 1;
-    wire last_beat  = (x_tile_end && !more_tiles && w_done) || (w_end && rows_left == 0);
+    wire last_beat  = dw ? (in_x && dw_in_last) : ((x_tile_end && !more_tiles && w_done) || (w_end && rows_left == 0));
     wire [31:0] left_after = rows_left - tile_rows;
 
     always @(posedge clk) begin
@@ -149,7 +158,7 @@ module accel_input #(
             tb <= 1'b0; cj <= 0; cf <= 0; cm <= 0; cb <= 0;
             pm_next <= 0; ps_next <= 0; x_next <= 0; w_next <= 0;
             x_full <= 2'b00; error <= 1'b0; w_done <= 1'b0; w_rows <= 0;
-            window <= cfg_window; row_m1 <= cfg_row - 1; x_hdr <= 1'b1; cr <= 0;
+            window <= cfg_window; row_m1 <= cfg_row - 1; x_hdr <= 1'b1; cr <= 0; dw <= cfg_dw;
         end else begin
             if (w_we) w_rows <= w_rows + 1'b1;                        // readable from the next cycle
             if (x_we && x_we_last) x_full[x_addr[XA_W]] <= 1'b1;      // likewise
@@ -169,11 +178,13 @@ module accel_input #(
                         ps_next <= ps_next + 1'b1;
                         if (cb == WB_LAST) begin
                             cb <= 0;
-                            if (cj == fn - 1) begin cj <= 0; phase <= PH_X; p_last_wr <= 1'b1; end
+                            if (cj == fn - 1) begin cj <= 0; phase <= dw ? PH_W : PH_X; p_last_wr <= 1'b1; end
                             else begin cj <= cj + 1'b1; phase <= PH_PM; end
                         end else cb <= cb + 1'b1;
                     end
-                    PH_X: if (x_head) begin                      // window mode: the tile's header
+                    PH_X: if (dw) begin                          // depthwise unit: accel_dw took the beat
+                        if (dw_in_last) phase <= PH_IDLE;
+                    end else if (x_head) begin                   // window mode: the tile's header
                         x_hdr <= 1'b0;
                         nrows_m1 <= s_axis_tdata[15:0] - 1'b1;
                         if (tb) x_hdr1 <= s_axis_tdata; else x_hdr0 <= s_axis_tdata;
@@ -213,7 +224,7 @@ module accel_input #(
                             end
                             if (w_end) begin
                                 w_done <= 1'b1;
-                                phase <= (rows_left != 0) ? PH_X : PH_IDLE;  // X tiles 1.. follow W
+                                phase <= (rows_left != 0 || dw) ? PH_X : PH_IDLE;  // X (tiles 1..) follows W
                             end
                         end
                     end

@@ -11,6 +11,9 @@
 // instead (entry m * fn + j of COLS bytes), and once a tile's last n-fold is in, its half streams out in
 // order: each output pixel's channels back to back, the next layer's input layout. The other half takes the
 // next tile meanwhile.
+//
+// Depthwise-unit jobs (cfg_dw): the lanes take accel_dw's sums and parameters (dw_*) instead, already in NHWC
+// order, as fast as the output FIFO allows.
 `default_nettype none
 `timescale 1ns/1ps
 
@@ -34,6 +37,15 @@ module accel_output #(
     input  wire                 cfg_out32,
     input  wire                 cfg_nhwc,             // int8 outputs in NHWC order through the output buffer
     input  wire                 params_ready,         // the input side has written every parameter
+    input  wire                 cfg_dw,               // depthwise-unit job: the lanes take dw_* below
+
+    input  wire                 dw_valid,             // accel_dw: LANES channels and their parameters
+    input  wire                 dw_last,
+    output wire                 dw_take,
+    input  wire [LANES*32-1:0]  dw_acc,
+    input  wire [LANES*32-1:0]  dw_bias,
+    input  wire [LANES*31-1:0]  dw_m,
+    input  wire [LANES*6-1:0]   dw_shift,
 
     output wire                 pm_re,                // parameter memories' read ports
     output wire [PA_W-1:0]      pm_raddr,
@@ -66,13 +78,14 @@ module accel_output #(
     localparam [15:0] LANES_16 = LANES[15:0];
     localparam integer G_M1 = GROUPS - 1, C_M1 = COLS - 1, S_M1 = COLS / 8 - 1;
     localparam [15:0] G_LAST = G_M1[15:0], C_LAST = C_M1[15:0], S_LAST = S_M1[15:0];
-    localparam [2:0] ST_IDLE = 3'd0, ST_PARAM = 3'd1, ST_WAIT = 3'd2, ST_ROWS = 3'd3, ST_DRAIN = 3'd4;
+    localparam [2:0] ST_IDLE = 3'd0, ST_PARAM = 3'd1, ST_WAIT = 3'd2, ST_ROWS = 3'd3, ST_DRAIN = 3'd4,
+                     ST_DW = 3'd5;
 
     reg [2:0]       st;
     reg             active;
     reg [31:0]      rows_left, m_tile, tile_rows;
     reg [15:0]      fn, j;
-    reg             bank, relu, out32, nhwc;
+    reg             bank, relu, out32, nhwc, dw;
     reg [15:0]      pc;                               // parameter load counter
     reg             p_pend, s_pend;                   // parameter read data arrives this cycle
     reg [15:0]      p_idx;                            // channel whose {m, bias} arrives this cycle
@@ -99,8 +112,9 @@ module accel_output #(
     wire last_row   = {{(32-AA_W){1'b0}}, row} == tile_rows - 1;
     wire last_nfold = j == fn - 1;
     wire last_tile  = rows_left <= m_tile;
-    wire issue      = st == ST_ROWS && row_ok && credit;
-    wire job_last   = issue && last_group && last_row && last_nfold && last_tile;
+    assign dw_take  = st == ST_DW && dw_valid && credit;
+    wire issue      = (st == ST_ROWS && row_ok && credit) || dw_take;
+    wire job_last   = dw ? dw_take && dw_last : issue && last_group && last_row && last_nfold && last_tile;
 
     assign pm_re    = st == ST_PARAM && params_ready && pc <= C_LAST;
     assign pm_raddr = pm_base + pc[PA_W-1:0];
@@ -108,7 +122,7 @@ module accel_output #(
     assign ps_raddr = pm_base[PA_W-1:3] + pc[PA_W-4:0];
     assign acc_rd_bank = bank;
     wire        go_rows = st == ST_WAIT && acc_full[bank] && !(nhwc && j == 0 && half_full[wh]);
-    assign acc_rd_en   = go_rows || (issue && last_group && !last_row);
+    assign acc_rd_en   = go_rows || (issue && !dw && last_group && !last_row);
     assign acc_rd_addr = (st == ST_WAIT) ? {AA_W{1'b0}} : row + 1'b1;
 
     integer i;
@@ -120,10 +134,11 @@ module accel_output #(
                           bias_r[p_idx[$clog2(COLS)-1:0]] <= pm_rdata[31:0]; end
         if (s_pend) for (i = 0; i < 8; i = i + 1) sh_r[s_idx * 8 + i] <= ps_rdata[i*8 +: 6];
         if (rst || start) begin
-            st <= rst ? ST_IDLE : ST_PARAM; active <= !rst;
+            st <= rst ? ST_IDLE : cfg_dw ? ST_DW : ST_PARAM; active <= !rst;
             rows_left <= cfg_m; m_tile <= cfg_m_tile;
             tile_rows <= (cfg_m < cfg_m_tile) ? cfg_m : cfg_m_tile;
-            fn <= cfg_fn; j <= 0; bank <= 1'b0; relu <= cfg_relu; out32 <= cfg_out32; nhwc <= cfg_nhwc;
+            fn <= cfg_fn; j <= 0; bank <= 1'b0; relu <= cfg_relu; out32 <= cfg_out32;
+            nhwc <= cfg_nhwc && !cfg_dw; dw <= cfg_dw;
             pc <= 0; pm_base <= 0; row <= 0; g <= 0; row_ok <= 1'b0;
         end else begin
             case (st)
@@ -155,6 +170,7 @@ module accel_output #(
                         end
                     end
                 end
+                ST_DW: if (dw_take && dw_last) st <= ST_DRAIN;
                 ST_DRAIN: if (done) begin st <= ST_IDLE; active <= 1'b0; end
                 default: ;
             endcase
@@ -176,7 +192,9 @@ module accel_output #(
             wire signed [7:0]  q;
             wire signed [31:0] sm;
             requant u_rq (.clk(clk), .rst(rst || start), .in_valid(issue), .in_last(l == 0 ? job_last : 1'b0),
-                          .acc(acc_rd_data[c*32 +: 32]), .bias(bias_r[c]), .m(m_r[c]), .shift(sh_r[c]),
+                          .acc(dw ? dw_acc[l*32 +: 32] : acc_rd_data[c*32 +: 32]),
+                          .bias(dw ? dw_bias[l*32 +: 32] : bias_r[c]), .m(dw ? dw_m[l*31 +: 31] : m_r[c]),
+                          .shift(dw ? dw_shift[l*6 +: 6] : sh_r[c]),
                           .relu(relu), .out_valid(vl[l]), .out_last(ll[l]), .q(q), .sum_out(sm));
             assign qs[l*8 +: 8] = q;
             assign ss[l*32 +: 32] = sm;

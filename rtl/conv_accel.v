@@ -13,6 +13,7 @@
 //                         -> parameters (bias, multiplier, shift per output channel)
 //   accel_compute: W and X feeders -> systolic_array -> accumulators (2 banks, on-chip across k-folds)
 //   accel_output: OUT_LANES requant lanes (pf.quant's rule, bit for bit) + ReLU -> int8 (or int32) beats -> m_axis
+//   accel_dw (FLAGS.DW_UNIT): depthwise 3x3 as the map streams in (line buffers, 72 LUT multipliers) -> the lanes
 `default_nettype none
 `timescale 1ns/1ps
 `include "regmap_generated.vh"
@@ -26,7 +27,9 @@ module conv_accel #(
     parameter integer ACC_DEPTH = 512,    // accumulator rows per bank: max rows per X tile
     parameter integer N_MAX     = 1024,   // max output channels per job
     parameter integer OUT_LANES = 8,      // requantization lanes: int8 output channels per cycle (2, 4, 8)
-    parameter integer OUT_DEPTH = 8192    // NHWC output buffer rows of 8 bytes (two halves: tiles alternate)
+    parameter integer OUT_DEPTH = 8192,   // NHWC output buffer rows of 8 bytes (two halves: tiles alternate)
+    parameter integer DW_LB_DEPTH = 1024, // depthwise unit: line-buffer beats (8 channels) of one input row
+    parameter integer DW_CH     = 0       // depthwise unit: max channels (a power of two >= COLS; 0: no unit)
 ) (
     input  wire                   clk,
     input  wire                   rst,               // synchronous, active high
@@ -69,9 +72,11 @@ module conv_accel #(
     localparam integer LC = $clog2(COLS);
 
     wire        start, soft_reset, busy, done, error, mac_cycle, stall_in, stall_out;
+    wire        in_error, dw_error, arr_mac, arr_stall, dw_mac, dw_stall;
     wire [31:0] reg_m, reg_k, reg_n, reg_m_tile;
-    wire [4:0]  reg_flags;
+    wire [5:0]  reg_flags;
     wire [7*32-1:0] reg_win;
+    wire [4*32-1:0] reg_dw;
     wire [63:0] x_hdr0, x_hdr1;
     wire        drst = rst || soft_reset;           // datapath reset (registers keep their values)
 
@@ -83,7 +88,8 @@ module conv_accel #(
     wire [15:0] fn = n_up[LC +: 16];                // ceil(N / COLS)
 
     conv_accel_regs #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
-                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX), .OUT_LANES(OUT_LANES), .OUT_DEPTH(OUT_DEPTH)) u_regs (
+                      .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX), .OUT_LANES(OUT_LANES), .OUT_DEPTH(OUT_DEPTH),
+                      .DW_LB_DEPTH(DW_LB_DEPTH), .DW_CH(DW_CH)) u_regs (
         .clk(clk), .rst(rst),
         .s_axil_awaddr(s_axil_awaddr), .s_axil_awvalid(s_axil_awvalid), .s_axil_awready(s_axil_awready),
         .s_axil_wdata(s_axil_wdata), .s_axil_wstrb(s_axil_wstrb), .s_axil_wvalid(s_axil_wvalid),
@@ -92,7 +98,8 @@ module conv_accel #(
         .s_axil_arready(s_axil_arready), .s_axil_rdata(s_axil_rdata), .s_axil_rresp(s_axil_rresp),
         .s_axil_rvalid(s_axil_rvalid), .s_axil_rready(s_axil_rready),
         .start(start), .soft_reset(soft_reset), .reg_m(reg_m), .reg_k(reg_k), .reg_n(reg_n),
-        .reg_m_tile(reg_m_tile), .reg_flags(reg_flags), .reg_win(reg_win), .busy(busy), .done(done), .error(error),
+        .reg_m_tile(reg_m_tile), .reg_flags(reg_flags), .reg_win(reg_win), .reg_dw(reg_dw), .busy(busy), .done(done),
+        .error(error),
         .mac_cycle(mac_cycle), .stall_in(stall_in), .stall_out(stall_out));
 
     // ---------------------------------------------------------------- buffers
@@ -107,6 +114,11 @@ module conv_accel #(
     wire [1:0]        x_full, x_release, acc_full, acc_release;
     wire [WA_W:0]     w_rows;
     wire              params_ready;
+    wire              dw = reg_flags[`PFA_FLAGS_DW_UNIT] && DW_CH != 0;  // a depthwise-unit job
+    wire              dw_in_valid, dw_in_ready, dw_in_last;
+    assign error     = in_error || dw_error;
+    assign mac_cycle = arr_mac || dw_mac;
+    assign stall_in  = arr_stall || dw_stall;
 
     sdp_ram #(.WIDTH(ROWS*8), .DEPTH(2*X_DEPTH)) u_xbuf (
         .clk(clk), .we(x_we), .waddr(x_waddr), .wdata(x_wdata), .re(x_re), .raddr(x_raddr), .rdata(x_rdata));
@@ -123,12 +135,13 @@ module conv_accel #(
     accel_input #(.ROWS(ROWS), .COLS(COLS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH), .N_MAX(N_MAX)) u_in (
         .clk(clk), .rst(drst), .start(start), .flush(soft_reset), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile),
         .cfg_fk(fk), .cfg_fn(fn), .cfg_window(reg_flags[`PFA_FLAGS_WINDOW]), .cfg_row(reg_win[64 +: 32]),
+        .cfg_dw(dw), .dw_in_valid(dw_in_valid), .dw_in_ready(dw_in_ready), .dw_in_last(dw_in_last),
         .x_hdr0(x_hdr0), .x_hdr1(x_hdr1), .s_axis_tdata(s_axis_tdata), .s_axis_tvalid(s_axis_tvalid),
         .s_axis_tready(s_axis_tready), .s_axis_tlast(s_axis_tlast),
         .pm_we(pm_we), .pm_addr(pm_waddr), .ps_we(ps_we), .ps_addr(ps_waddr), .p_data(p_wdata),
         .x_we(x_we), .x_addr(x_waddr), .x_data(x_wdata), .x_full(x_full), .x_release(x_release),
         .w_we(w_we), .w_addr(w_waddr), .w_data(w_wdata), .w_rows(w_rows), .params_ready(params_ready),
-        .error(error));
+        .error(in_error));
 
     wire              acc_rd_en, acc_rd_bank;
     wire [AA_W-1:0]   acc_rd_addr;
@@ -136,20 +149,42 @@ module conv_accel #(
 
     accel_compute #(.ROWS(ROWS), .COLS(COLS), .LUT_ROWS(LUT_ROWS), .X_DEPTH(X_DEPTH), .W_DEPTH(W_DEPTH),
                     .ACC_DEPTH(ACC_DEPTH)) u_comp (
-        .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fk(fk),
+        .clk(clk), .rst(drst), .start(start && !dw), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fk(fk),
         .cfg_fn(fn), .cfg_window(reg_flags[`PFA_FLAGS_WINDOW]), .cfg_depthwise(reg_flags[`PFA_FLAGS_DEPTHWISE]),
         .cfg_win(reg_win), .x_hdr0(x_hdr0), .x_hdr1(x_hdr1), .x_re(x_re), .x_raddr(x_raddr), .x_rdata(x_rdata),
         .x_full(x_full),
         .x_release(x_release), .w_re(w_re), .w_raddr(w_raddr), .w_rdata(w_rdata), .w_rows(w_rows),
         .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en), .acc_rd_bank(acc_rd_bank),
-        .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(mac_cycle), .stall_in(stall_in));
+        .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data), .mac_cycle(arr_mac), .stall_in(arr_stall));
+
+    wire                   dw_valid, dw_last, dw_take;
+    wire [OUT_LANES*32-1:0] dw_acc, dw_bias;
+    wire [OUT_LANES*31-1:0] dw_m;
+    wire [OUT_LANES*6-1:0]  dw_shift;
+    generate
+        if (DW_CH != 0) begin : g_dw
+            accel_dw #(.ROWS(ROWS), .COLS(COLS), .LANES(OUT_LANES), .LB_DEPTH(DW_LB_DEPTH), .CH(DW_CH),
+                       .N_MAX(N_MAX), .WA_W(WA_W)) u_dw (
+                .clk(clk), .rst(drst), .start(start), .cfg_dw(dw), .cfg_dwr(reg_dw),
+                .pm_we(pm_we), .pm_addr(pm_waddr), .ps_we(ps_we), .ps_addr(ps_waddr), .p_data(p_wdata),
+                .w_we(w_we), .w_addr(w_waddr), .w_data(w_wdata),
+                .in_valid(dw_in_valid), .in_data(s_axis_tdata), .in_ready(dw_in_ready), .in_last(dw_in_last),
+                .o_valid(dw_valid), .o_last(dw_last), .o_take(dw_take), .o_acc(dw_acc), .o_bias(dw_bias),
+                .o_m(dw_m), .o_shift(dw_shift), .mac_cycle(dw_mac), .stall_in(dw_stall), .error(dw_error));
+        end else begin : g_no_dw
+            assign {dw_in_ready, dw_in_last, dw_valid, dw_last, dw_mac, dw_stall, dw_error} = 7'd0;
+            assign {dw_acc, dw_bias, dw_m, dw_shift} = {(OUT_LANES*101){1'b0}};
+            wire unused_dw = &{1'b0, dw_in_valid, dw_take, reg_dw};
+        end
+    endgenerate
 
     accel_output #(.COLS(COLS), .LANES(OUT_LANES), .ACC_DEPTH(ACC_DEPTH), .N_MAX(N_MAX),
                    .OUT_DEPTH(OUT_DEPTH)) u_out (
         .clk(clk), .rst(drst), .start(start), .cfg_m(reg_m), .cfg_m_tile(reg_m_tile), .cfg_fn(fn),
         .cfg_relu(reg_flags[`PFA_FLAGS_RELU]), .cfg_out32(reg_flags[`PFA_FLAGS_OUT_INT32]),
         .cfg_nhwc(reg_flags[`PFA_FLAGS_OUT_NHWC]),
-        .params_ready(params_ready),
+        .params_ready(params_ready), .cfg_dw(dw), .dw_valid(dw_valid), .dw_last(dw_last), .dw_take(dw_take),
+        .dw_acc(dw_acc), .dw_bias(dw_bias), .dw_m(dw_m), .dw_shift(dw_shift),
         .pm_re(pm_re), .pm_raddr(pm_raddr), .pm_rdata(pm_rdata), .ps_re(ps_re), .ps_raddr(ps_raddr),
         .ps_rdata(ps_rdata), .acc_full(acc_full), .acc_release(acc_release), .acc_rd_en(acc_rd_en),
         .acc_rd_bank(acc_rd_bank), .acc_rd_addr(acc_rd_addr), .acc_rd_data(acc_rd_data),

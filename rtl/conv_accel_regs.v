@@ -12,7 +12,9 @@ module conv_accel_regs #(
     parameter integer ACC_DEPTH = 512,   // accumulator rows per bank (reported, bounds M_TILE)
     parameter integer N_MAX     = 1024,  // parameter memory entries (reported, bounds N)
     parameter integer OUT_LANES = 8,     // requantization lanes (reported)
-    parameter integer OUT_DEPTH = 8192   // NHWC output buffer rows (reported)
+    parameter integer OUT_DEPTH = 8192,  // NHWC output buffer rows (reported)
+    parameter integer DW_LB_DEPTH = 1024,// depthwise unit's line-buffer beats (reported)
+    parameter integer DW_CH     = 0      // depthwise unit's max channels (reported; 0: no unit)
 ) (
     input  wire                   clk,
     input  wire                   rst,
@@ -41,8 +43,9 @@ module conv_accel_regs #(
     output reg  [31:0]            reg_k,
     output reg  [31:0]            reg_n,
     output reg  [31:0]            reg_m_tile,
-    output reg  [4:0]             reg_flags,
+    output reg  [5:0]             reg_flags,
     output wire [7*32-1:0]        reg_win,     // WIN_SHAPE, WIN_GEOM, WIN_ROW, WIN_XSTEP, WIN_YSTEP, WIN_DX, WIN_DY
+    output wire [4*32-1:0]        reg_dw,      // DW_SHAPE, DW_OUT, DW_VIRT, DW_GEOM
     input  wire                   busy,        // a job is running
     input  wire                   done,        // one-cycle pulse: the job's last output beat left
     input  wire                   error,       // the job's input stream or dimensions were wrong
@@ -54,6 +57,10 @@ module conv_accel_regs #(
     localparam [7:0] ROWS_B = ROWS[7:0];
     localparam [7:0] COLS_B = COLS[7:0];
     localparam [7:0] LANES_B = OUT_LANES[7:0];
+    localparam [15:0] DW_LB_16 = DW_LB_DEPTH[15:0];
+    localparam [15:0] DW_CH_16 = DW_CH[15:0];
+    localparam [31:0] DW_CONFIG_WORD = ({16'd0, DW_LB_16} << `PFA_DW_CONFIG_LB_DEPTH) |
+                                       ({16'd0, DW_CH_16} << `PFA_DW_CONFIG_CH);
     localparam [31:0] CONFIG_WORD = ({24'd0, ROWS_B} << `PFA_CONFIG_ROWS) | ({24'd0, COLS_B} << `PFA_CONFIG_COLS) |
                                     ({24'd0, LANES_B} << `PFA_CONFIG_OUT_LANES);
 
@@ -76,13 +83,27 @@ module conv_accel_regs #(
             assign reg_win[wi*32 +: 32] = win[wi];
         end
     endgenerate
+    reg [31:0] dwr [0:3];             // depthwise-unit registers, in DW_* address order
+    generate
+        for (wi = 0; wi < 4; wi = wi + 1) begin : g_dw
+            assign reg_dw[wi*32 +: 32] = dwr[wi];
+        end
+    endgenerate
+    // the depthwise unit needs a unit, every size nonzero, C = 8 * BEATS within it, stride 1 or 2, pads <= 2
+    // (a row longer than its line buffer is caught by accel_dw as it streams)
+    wire dw_ok = DW_CH != 0 && dwr[0][15:0] != 0 && dwr[0][31:16] != 0 && dwr[1][15:0] != 0 &&
+                 dwr[1][31:16] != 0 && dwr[2][15:0] >= dwr[0][15:0] && dwr[2][31:16] >= dwr[0][31:16] &&
+                 dwr[3][11:0] != 0 && reg_n == {17'd0, dwr[3][11:0], 3'd0} && reg_n <= DW_CH &&
+                 (dwr[3][15:12] == 4'd1 || dwr[3][15:12] == 4'd2) && dwr[3][19:16] <= 4'd2 &&
+                 dwr[3][23:20] <= 4'd2 && dwr[3][31:24] != 0;
     // window mode needs every size and step nonzero, and DEPTHWISE an array as wide as it is tall
     wire win_ok = win[0][15:0] != 0 && win[0][31:16] != 0 && win[1][11:0] != 0 && win[1][15:12] != 0 &&
                   win[1][19:16] != 0 && win[1][23:20] != 0 && win[2] != 0 &&
                   (!reg_flags[`PFA_FLAGS_DEPTHWISE] || ROWS == COLS);
-    wire dims_ok = reg_m != 0 && reg_k != 0 && reg_n != 0 && reg_m_tile != 0 &&
-                   reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX && (!reg_flags[`PFA_FLAGS_WINDOW] || win_ok) &&
-                   !(reg_flags[`PFA_FLAGS_OUT_NHWC] && reg_flags[`PFA_FLAGS_OUT_INT32]);
+    wire dims_ok = reg_flags[`PFA_FLAGS_DW_UNIT] ? (dw_ok && reg_m != 0 && reg_k == 32'd9) :
+                   (reg_m != 0 && reg_k != 0 && reg_n != 0 && reg_m_tile != 0 &&
+                    reg_m_tile <= ACC_DEPTH && reg_n <= N_MAX && (!reg_flags[`PFA_FLAGS_WINDOW] || win_ok) &&
+                    !(reg_flags[`PFA_FLAGS_OUT_NHWC] && reg_flags[`PFA_FLAGS_OUT_INT32]));
 
     always @(posedge clk) begin
         start      <= 1'b0;
@@ -110,7 +131,7 @@ module conv_accel_regs #(
                     `PFA_REG_K:      reg_k      <= s_axil_wdata;
                     `PFA_REG_N:      reg_n      <= s_axil_wdata;
                     `PFA_REG_M_TILE: reg_m_tile <= s_axil_wdata;
-                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[4:0];
+                    `PFA_REG_FLAGS:  reg_flags  <= s_axil_wdata[5:0];
                     `PFA_REG_WIN_SHAPE: win[0] <= s_axil_wdata;
                     `PFA_REG_WIN_GEOM:  win[1] <= s_axil_wdata;
                     `PFA_REG_WIN_ROW:   win[2] <= s_axil_wdata;
@@ -118,6 +139,10 @@ module conv_accel_regs #(
                     `PFA_REG_WIN_YSTEP: win[4] <= s_axil_wdata;
                     `PFA_REG_WIN_DX:    win[5] <= s_axil_wdata;
                     `PFA_REG_WIN_DY:    win[6] <= s_axil_wdata;
+                    `PFA_REG_DW_SHAPE:  dwr[0] <= s_axil_wdata;
+                    `PFA_REG_DW_OUT:    dwr[1] <= s_axil_wdata;
+                    `PFA_REG_DW_VIRT:   dwr[2] <= s_axil_wdata;
+                    `PFA_REG_DW_GEOM:   dwr[3] <= s_axil_wdata;
                     default: ;
                 endcase
             end
@@ -161,7 +186,7 @@ module conv_accel_regs #(
                     `PFA_REG_K:          s_axil_rdata <= reg_k;
                     `PFA_REG_N:          s_axil_rdata <= reg_n;
                     `PFA_REG_M_TILE:     s_axil_rdata <= reg_m_tile;
-                    `PFA_REG_FLAGS:      s_axil_rdata <= {27'd0, reg_flags};
+                    `PFA_REG_FLAGS:      s_axil_rdata <= {26'd0, reg_flags};
                     `PFA_REG_OUT_DEPTH:  s_axil_rdata <= OUT_DEPTH;
                     `PFA_REG_WIN_SHAPE:  s_axil_rdata <= win[0];
                     `PFA_REG_WIN_GEOM:   s_axil_rdata <= win[1];
@@ -170,6 +195,11 @@ module conv_accel_regs #(
                     `PFA_REG_WIN_YSTEP:  s_axil_rdata <= win[4];
                     `PFA_REG_WIN_DX:     s_axil_rdata <= win[5];
                     `PFA_REG_WIN_DY:     s_axil_rdata <= win[6];
+                    `PFA_REG_DW_SHAPE:   s_axil_rdata <= dwr[0];
+                    `PFA_REG_DW_OUT:     s_axil_rdata <= dwr[1];
+                    `PFA_REG_DW_VIRT:    s_axil_rdata <= dwr[2];
+                    `PFA_REG_DW_GEOM:    s_axil_rdata <= dwr[3];
+                    `PFA_REG_DW_CONFIG:  s_axil_rdata <= DW_CONFIG_WORD;
                     `PFA_REG_ID:         s_axil_rdata <= `PFA_MAGIC;
                     `PFA_REG_CONFIG:     s_axil_rdata <= CONFIG_WORD;
                     `PFA_REG_X_DEPTH:    s_axil_rdata <= X_DEPTH;

@@ -7,7 +7,7 @@
 `define PFA_REG_K 8'h0C  // RW reduction length (columns of X, rows of W)
 `define PFA_REG_N 8'h10  // RW output channels (columns of W)
 `define PFA_REG_M_TILE 8'h14  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)
+`define PFA_REG_FLAGS 8'h18  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together), bit 5 DW_UNIT (depthwise 3x3 in the line-buffer unit: DW_* registers)
 `define PFA_REG_ID 8'h1C  // R MAGIC
 `define PFA_REG_CONFIG 8'h20  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 `define PFA_REG_X_DEPTH 8'h24  // R X buffer rows (of ROWS bytes) per bank
@@ -15,6 +15,7 @@
 `define PFA_REG_ACC_DEPTH 8'h2C  // R accumulator rows per bank (max M_TILE)
 `define PFA_REG_N_MAX 8'h30  // R max output channels (parameter memory entries)
 `define PFA_REG_OUT_DEPTH 8'h34  // R NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half
+`define PFA_REG_DW_CONFIG 8'h38  // R depthwise unit: LB_DEPTH [15:0] line-buffer beats, CH [31:16] max channels (0: none)
 `define PFA_REG_CYCLES 8'h40  // R cycles from START to DONE of the last job
 `define PFA_REG_MAC_CYCLES 8'h44  // R cycles the array accepted an activation vector (did MACs)
 `define PFA_REG_STALL_IN 8'h48  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
@@ -27,6 +28,10 @@
 `define PFA_REG_WIN_YSTEP 8'h70  // RW X buffer address step per output row: STRIDE * IW * CB
 `define PFA_REG_WIN_DX 8'h74  // RW X buffer address step per kernel column: DIL * CB
 `define PFA_REG_WIN_DY 8'h78  // RW X buffer address step per kernel row: DIL * IW * CB
+`define PFA_REG_DW_SHAPE 8'h7C  // RW IW [15:0] input width, IH [31:16] input height (pixels)
+`define PFA_REG_DW_OUT 8'h80  // RW OW [15:0] output width, OH [31:16] output height
+`define PFA_REG_DW_VIRT 8'h84  // RW VW [15:0] positions walked per row, VH [31:16] rows walked per image (the input plus the bottom/right padding the last outputs need)
+`define PFA_REG_DW_GEOM 8'h88  // RW BEATS [11:0] beats per pixel (C / 8), STRIDE [15:12], PAD_T [19:16], PAD_L [23:20], IMAGES [31:24]
 `define PFA_CTRL_START 0  // bit of CTRL: start a job (ignored while busy)
 `define PFA_CTRL_SOFT_RESET 1  // bit of CTRL: abort the job; conv_accel swallows the rest of a packet in flight
 `define PFA_STATUS_IDLE 0  // bit of STATUS: no job running
@@ -37,6 +42,7 @@
 `define PFA_FLAGS_WINDOW 2  // bit of FLAGS: X is a feature map (NHWC, tile headers); the engine forms the windows
 `define PFA_FLAGS_DEPTHWISE 3  // bit of FLAGS: with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)
 `define PFA_FLAGS_OUT_NHWC 4  // bit of FLAGS: int8 outputs leave per tile in NHWC order (rows of n-folds * COLS bytes)
+`define PFA_FLAGS_DW_UNIT 5  // bit of FLAGS: depthwise 3x3 in the line-buffer unit: X streams once, outputs leave NHWC
 `define PFA_WIN_SHAPE_IW 0  // bits of WIN_SHAPE: input width (pixels)
 `define PFA_WIN_SHAPE_OW 16  // bits of WIN_SHAPE: output width (pixels)
 `define PFA_WIN_GEOM_CB 0  // bits of WIN_GEOM: channel blocks of ROWS channels per pixel
@@ -44,6 +50,19 @@
 `define PFA_WIN_GEOM_STRIDE 16  // bits of WIN_GEOM: stride
 `define PFA_WIN_GEOM_DIL 20  // bits of WIN_GEOM: dilation
 `define PFA_WIN_GEOM_PAD_L 24  // bits of WIN_GEOM: left zero padding
+`define PFA_DW_CONFIG_LB_DEPTH 0  // bits of DW_CONFIG: line-buffer beats: IW * C / 8 <= LB_DEPTH
+`define PFA_DW_CONFIG_CH 16  // bits of DW_CONFIG: max channels of a depthwise-unit job (0: the build has no unit)
+`define PFA_DW_SHAPE_IW 0  // bits of DW_SHAPE: input width (pixels)
+`define PFA_DW_SHAPE_IH 16  // bits of DW_SHAPE: input height (pixels)
+`define PFA_DW_OUT_OW 0  // bits of DW_OUT: output width
+`define PFA_DW_OUT_OH 16  // bits of DW_OUT: output height
+`define PFA_DW_VIRT_VW 0  // bits of DW_VIRT: positions walked per row
+`define PFA_DW_VIRT_VH 16  // bits of DW_VIRT: rows walked per image
+`define PFA_DW_GEOM_BEATS 0  // bits of DW_GEOM: beats per pixel: C / 8
+`define PFA_DW_GEOM_STRIDE 12  // bits of DW_GEOM: stride (1 or 2)
+`define PFA_DW_GEOM_PAD_T 16  // bits of DW_GEOM: top zero padding (0..2)
+`define PFA_DW_GEOM_PAD_L 20  // bits of DW_GEOM: left zero padding (0..2)
+`define PFA_DW_GEOM_IMAGES 24  // bits of DW_GEOM: images in the job (M = IMAGES * OH * OW)
 `define PFA_CONFIG_ROWS 0  // bits of CONFIG: systolic array rows
 `define PFA_CONFIG_COLS 8  // bits of CONFIG: systolic array columns
 `define PFA_CONFIG_OUT_LANES 16  // bits of CONFIG: requantization lanes: int8 output channels per cycle

@@ -29,22 +29,28 @@ class AccelConfig:
     n_max: int = 1024
     out_lanes: int = 8         # requantization lanes: int8 output channels per cycle (2, 4 or 8)
     out_depth: int = 8192      # NHWC output buffer rows of 8 bytes (two halves)
+    dw_lb_depth: int = 1024    # depthwise unit: line-buffer beats (IW * C / 8 <= this)
+    dw_ch: int = 512           # depthwise unit: max channels of a job (0: no unit)
     clock_mhz: float = 100.0
 
     def params(self) -> dict:
         """The Verilog parameters of this configuration."""
         return {"ROWS": self.rows, "COLS": self.cols, "LUT_ROWS": self.lut_rows, "X_DEPTH": self.x_depth,
                 "W_DEPTH": self.w_depth, "ACC_DEPTH": self.acc_depth, "N_MAX": self.n_max,
-                "OUT_LANES": self.out_lanes, "OUT_DEPTH": self.out_depth}
+                "OUT_LANES": self.out_lanes, "OUT_DEPTH": self.out_depth, "DW_LB_DEPTH": self.dw_lb_depth,
+                "DW_CH": self.dw_ch}
 
 
 CONFIGS = {
     # The PYNQ-Z1 build: 16x16 PEs, 8 requantization lanes (4 DSP48E1s each); the bottom 5 PE rows multiply in
     # LUTs so the DSP48E1s fit the XC7Z020 (11 x 16 + 8 x 4 = 208 of 220).
-    "z1": AccelConfig("z1", lut_rows=5),
+    # No depthwise unit yet: with it (z1dw) Yosys estimates 74% of the LUTs per block, 97% flattened (> 70%).
+    "z1": AccelConfig("z1", lut_rows=5, dw_ch=0),
+    # z1 with the depthwise unit (rtl/accel_dw.v): simulated and tested, does not fit the XC7Z020's LUT budget yet.
+    "z1dw": AccelConfig("z1dw", lut_rows=5),
     # A small build for fast simulation tests (two requantization lanes).
     "sim8": AccelConfig("sim8", rows=8, cols=8, lut_rows=0, x_depth=256, w_depth=512, acc_depth=64, n_max=64,
-                        out_lanes=2, out_depth=256),
+                        out_lanes=2, out_depth=256, dw_lb_depth=256, dw_ch=64),
 }
 
 
@@ -72,6 +78,7 @@ class Job:
     operands: dict = field(default_factory=dict, repr=False)   # X, W, bias, m, shift (for the numpy model)
     window: object = None      # window mode: the convolution's pf.contract.window.Window (X is a feature map)
     out_nhwc: bool = False     # int8 output per tile in NHWC order (each row's n-folds together)
+    dw_unit: bool = False      # a depthwise-unit job (pf.contract.dwunit): window is its 3x3 depthwise geometry
 
     @property
     def fk(self) -> int:
@@ -89,7 +96,7 @@ class Job:
         w = self.window
         if w is None:
             return self.M * self.K * self.N
-        return self.M * w.kh * w.kw * self.N * (1 if w.depthwise else w.C)
+        return self.M * w.kh * w.kw * self.N * (1 if w.depthwise else w.C)      # a DW-unit job: M * 9 * N
 
     def tiles(self) -> list[int]:
         """Rows in each X tile."""
@@ -99,24 +106,31 @@ class Job:
     def flags(self) -> int:
         """The FLAGS register value."""
         f = (regmap.FLAG_RELU if self.relu else 0) | (regmap.FLAG_OUT_INT32 if self.out_int32 else 0)
+        if self.dw_unit:
+            return f | regmap.FLAG_DW_UNIT
         if self.window is not None:
             f |= regmap.FLAG_WINDOW | (regmap.FLAG_DEPTHWISE if self.window.depthwise else 0)
         return f | (regmap.FLAG_OUT_NHWC if self.out_nhwc else 0)
 
     def x_tile_beats(self) -> list[int]:
-        """Input-stream beats of each X tile (window mode: the header and the tile's input rows)."""
+        """Input-stream beats of each X tile (window mode: header + input rows; DW unit: one, the NHWC images)."""
+        if self.dw_unit:
+            return [self.window.N * self.window.H * self.window.W * self.N // 8]
         if self.window is not None:
             return [1 + n * self.window.row(self.cfg) * self.cfg.rows // 8 for n in self.window.tile_nrows(self)]
         return [self.fk * rows * self.cfg.rows // 8 for rows in self.tiles()]
 
     @property
     def out_bytes(self) -> int:
-        """Bytes the job streams out."""
-        return self.M * self.fn * self.cfg.cols * (4 if self.out_int32 else 1)
+        """Bytes the job streams out (a DW-unit job: M x N, no channel padding)."""
+        return self.M * (self.N if self.dw_unit else self.fn * self.cfg.cols) * (4 if self.out_int32 else 1)
 
     def registers(self) -> dict:
         """Register writes (name -> value) that set the job up, before CTRL.START."""
         regs = {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
+        if self.dw_unit:
+            from pytorch_fpga.contract import dwunit  # dwunit imports this module
+            return {**regs, **dwunit.registers(self.window)}
         return regs if self.window is None else {**regs, **self.window.registers(self.cfg)}
 
 
@@ -261,9 +275,11 @@ def unpack_output(data, job: Job) -> np.ndarray:
     """Y (M x N) from the job's output stream bytes (int8, or int32 with out_int32)."""
     dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
     vals = np.frombuffer(bytes(data), dtype=dt)
+    if vals.size != job.out_bytes // dt.itemsize:
+        raise ValueError(f"output has {vals.size} values, the job produces {job.out_bytes // dt.itemsize}")
+    if job.dw_unit:                                  # NHWC: each output pixel's N channels, in order
+        return vals.reshape(job.M, job.N).astype(np.int32 if job.out_int32 else np.int8)
     C = job.cfg.cols
-    if vals.size != job.M * job.fn * C:
-        raise ValueError(f"output has {vals.size} values, the job produces {job.M * job.fn * C}")
     if job.out_nhwc:                                 # rows of every n-fold's channels, tile after tile
         return vals.reshape(job.M, job.fn * C)[:, :job.N].astype(np.int8)
     Y, pos = np.empty((job.M, job.fn * C), dt), 0
@@ -287,7 +303,6 @@ def golden(X, W, bias=None, m=None, shift=None, relu: bool = False, out_int32: b
     if out_int32:
         return acc
     return quant.requantize(acc, np.asarray(m, np.int64), np.asarray(shift, np.int64), relu=relu, axis=-1)
-
 
 
 def random_operands(rng, M: int, K: int, N: int, relu: bool = False, out_int32: bool = False,
@@ -327,8 +342,11 @@ def cycle_model(job: Job) -> dict:
     params, X tile 0, W, X tiles 1..; X tile t+2 waits for tile t's bank; each fold's weights load as their
     rows arrive, through the array's two weight banks (pf.systolic's bank rule); an n-fold's results go to
     one of two accumulator banks, which the output side drains at out_lanes int8 channels a cycle (int32: two,
-    one 64-bit beat).
+    one 64-bit beat). A depthwise-unit job: pf.contract.dwunit.cycle_model.
     """
+    if job.dw_unit:
+        from pytorch_fpga.contract import dwunit  # dwunit imports this module
+        return dwunit.cycle_model(job)
     cfg = job.cfg
     R, C = cfg.rows, cfg.cols
     LAT, D = systolic.latency(R, C), systolic.drain(R, C)

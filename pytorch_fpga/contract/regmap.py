@@ -23,7 +23,8 @@ REGISTERS = {
     "FLAGS":      (0x18, "RW", "bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), "
                                "bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), "
                                "bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), "
-                               "bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)"),
+                               "bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together), "
+                               "bit 5 DW_UNIT (depthwise 3x3 in the line-buffer unit: DW_* registers)"),
     "ID":         (0x1C, "R",  "MAGIC"),
     "CONFIG":     (0x20, "R",  "ROWS [7:0], COLS [15:8], OUT_LANES [23:16]"),
     "X_DEPTH":    (0x24, "R",  "X buffer rows (of ROWS bytes) per bank"),
@@ -31,6 +32,7 @@ REGISTERS = {
     "ACC_DEPTH":  (0x2C, "R",  "accumulator rows per bank (max M_TILE)"),
     "N_MAX":      (0x30, "R",  "max output channels (parameter memory entries)"),
     "OUT_DEPTH":  (0x34, "R",  "NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half"),
+    "DW_CONFIG":  (0x38, "R",  "depthwise unit: LB_DEPTH [15:0] line-buffer beats, CH [31:16] max channels (0: none)"),
     "CYCLES":     (0x40, "R",  "cycles from START to DONE of the last job"),
     "MAC_CYCLES": (0x44, "R",  "cycles the array accepted an activation vector (did MACs)"),
     "STALL_IN":   (0x48, "R",  "cycles the array waited for input data (X tile or W fold not yet streamed in)"),
@@ -46,7 +48,15 @@ REGISTERS = {
     "WIN_YSTEP":  (0x70, "RW", "X buffer address step per output row: STRIDE * IW * CB"),
     "WIN_DX":     (0x74, "RW", "X buffer address step per kernel column: DIL * CB"),
     "WIN_DY":     (0x78, "RW", "X buffer address step per kernel row: DIL * IW * CB"),
+    # Depthwise unit (FLAGS.DW_UNIT): a 3x3 depthwise convolution computed as the feature map streams in.
+    "DW_SHAPE":   (0x7C, "RW", "IW [15:0] input width, IH [31:16] input height (pixels)"),
+    "DW_OUT":     (0x80, "RW", "OW [15:0] output width, OH [31:16] output height"),
+    "DW_VIRT":    (0x84, "RW", "VW [15:0] positions walked per row, VH [31:16] rows walked per image (the input "
+                               "plus the bottom/right padding the last outputs need)"),
+    "DW_GEOM":    (0x88, "RW", "BEATS [11:0] beats per pixel (C / 8), STRIDE [15:12], PAD_T [19:16], PAD_L [23:20], "
+                               "IMAGES [31:24]"),
 }
+DW_REGS = ("DW_SHAPE", "DW_OUT", "DW_VIRT", "DW_GEOM")
 WINDOW_REGS = ("WIN_SHAPE", "WIN_GEOM", "WIN_ROW", "WIN_XSTEP", "WIN_YSTEP", "WIN_DX", "WIN_DY")
 ADDR_W = 8  # AXI-Lite address bits (256-byte register window)
 
@@ -59,17 +69,26 @@ FIELDS = {
     "FLAGS": {"RELU": (0, 1, "fused ReLU"), "OUT_INT32": (1, 1, "int32 accumulators + bias out instead of int8"),
               "WINDOW": (2, 1, "X is a feature map (NHWC, tile headers); the engine forms the windows"),
               "DEPTHWISE": (3, 1, "with WINDOW: n-fold j reads only channel block j (needs ROWS == COLS)"),
-              "OUT_NHWC": (4, 1, "int8 outputs leave per tile in NHWC order (rows of n-folds * COLS bytes)")},
+              "OUT_NHWC": (4, 1, "int8 outputs leave per tile in NHWC order (rows of n-folds * COLS bytes)"),
+              "DW_UNIT": (5, 1, "depthwise 3x3 in the line-buffer unit: X streams once, outputs leave NHWC")},
     "WIN_SHAPE": {"IW": (0, 16, "input width (pixels)"), "OW": (16, 16, "output width (pixels)")},
     "WIN_GEOM": {"CB": (0, 12, "channel blocks of ROWS channels per pixel"), "KW": (12, 4, "kernel width"),
                  "STRIDE": (16, 4, "stride"), "DIL": (20, 4, "dilation"), "PAD_L": (24, 4, "left zero padding")},
+    "DW_CONFIG": {"LB_DEPTH": (0, 16, "line-buffer beats: IW * C / 8 <= LB_DEPTH"),
+                  "CH": (16, 16, "max channels of a depthwise-unit job (0: the build has no unit)")},
+    "DW_SHAPE": {"IW": (0, 16, "input width (pixels)"), "IH": (16, 16, "input height (pixels)")},
+    "DW_OUT": {"OW": (0, 16, "output width"), "OH": (16, 16, "output height")},
+    "DW_VIRT": {"VW": (0, 16, "positions walked per row"), "VH": (16, 16, "rows walked per image")},
+    "DW_GEOM": {"BEATS": (0, 12, "beats per pixel: C / 8"), "STRIDE": (12, 4, "stride (1 or 2)"),
+                "PAD_T": (16, 4, "top zero padding (0..2)"), "PAD_L": (20, 4, "left zero padding (0..2)"),
+                "IMAGES": (24, 8, "images in the job (M = IMAGES * OH * OW)")},
     "CONFIG": {"ROWS": (0, 8, "systolic array rows"), "COLS": (8, 8, "systolic array columns"),
                "OUT_LANES": (16, 8, "requantization lanes: int8 output channels per cycle")},
 }
 CTRL_START, CTRL_SOFT_RESET = 1 << FIELDS["CTRL"]["START"][0], 1 << FIELDS["CTRL"]["SOFT_RESET"][0]
 STATUS_IDLE, STATUS_DONE, STATUS_ERROR = (1 << FIELDS["STATUS"][f][0] for f in ("IDLE", "DONE", "ERROR"))
-FLAG_RELU, FLAG_OUT_INT32, FLAG_WINDOW, FLAG_DEPTHWISE, FLAG_OUT_NHWC = (
-    1 << FIELDS["FLAGS"][f][0] for f in ("RELU", "OUT_INT32", "WINDOW", "DEPTHWISE", "OUT_NHWC"))
+FLAG_RELU, FLAG_OUT_INT32, FLAG_WINDOW, FLAG_DEPTHWISE, FLAG_OUT_NHWC, FLAG_DW_UNIT = (
+    1 << FIELDS["FLAGS"][f][0] for f in ("RELU", "OUT_INT32", "WINDOW", "DEPTHWISE", "OUT_NHWC", "DW_UNIT"))
 COUNTERS = ("CYCLES", "MAC_CYCLES", "STALL_IN", "STALL_OUT", "JOBS")   # performance counters, read after a job
 
 
@@ -100,6 +119,11 @@ def status_text(status: int) -> str:
 # Output: for each tile, for each n-fold: the tile's rows, each COLS int8 (COLS/8 beats) or COLS int32
 #   (COLS/2 beats); with OUT_NHWC (int8): for each tile, for each row: every n-fold's COLS int8 (the output
 #   channels zero-padded to n-folds * COLS); tlast on the job's last beat.
+# Depthwise unit (FLAGS.DW_UNIT): M = IMAGES * OH * OW, K = 9, N = C (a multiple of 8, <= DW_CONFIG.CH); 3x3
+#   kernel, dilation 1. Order: 1. params as above; 2. W: for each n-fold j, for each k-fold f: ROWS rows of COLS
+#   bytes, row r = tap t = f * ROWS + r (t = ky * 3 + kx; rows t >= 9 zero) of channels j * COLS ..; 3. X: each
+#   image's NHWC map, IH * IW * BEATS beats, no headers. Output: for each image, each output pixel: its C int8
+#   (C / 8 beats) or C int32 (C / 2 beats) in channel order; tlast on the job's last beat.
 BEAT_BYTES = 8
 
 

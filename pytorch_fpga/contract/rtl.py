@@ -10,7 +10,8 @@ RTL_DIR = REPO_ROOT / "rtl"
 DESIGNS = {
     "pe": ["pe"],
     "systolic_array": ["systolic_array", "pe"],
-    "conv_accel": ["conv_accel", "conv_accel_regs", "accel_input", "accel_compute", "accel_output", "requant",
+    "conv_accel": ["conv_accel", "conv_accel_regs", "accel_input", "accel_compute", "accel_output", "accel_dw",
+                   "dw_dot9", "requant",
                    "sync_fifo", "sdp_ram", "systolic_array", "pe"],
 }
 # conv_accel's modules (its include file, the generated register header, is found through rtl/)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pytorch_fpga.contract import window
+from pytorch_fpga.contract import dwunit, window
 from pytorch_fpga.contract.accel import Job
 
 
@@ -31,8 +31,11 @@ def stream_bytes(job: Job) -> int:
 def x_regions(job: Job) -> list[tuple[int, int, int]]:
     """(byte offset, first row, rows) of each X tile in the stream: tile 0 after the parameters, the rest after W.
 
-    Tile t holds its rows' K columns fold by fold: an (fk, rows, R) int8 block. Window jobs: window.x_regions.
+    Tile t holds its rows' K columns fold by fold: an (fk, rows, R) int8 block. Window jobs: window.x_regions;
+    depthwise-unit jobs: dwunit.x_regions.
     """
+    if job.dw_unit:
+        return dwunit.x_regions(job)
     if job.window is not None:
         return window.x_regions(job)
     R, pos, out, row0 = job.cfg.rows, params_bytes(job), [], 0
@@ -44,7 +47,9 @@ def x_regions(job: Job) -> list[tuple[int, int, int]]:
 
 
 def decode_x(job: Job, stream=None) -> np.ndarray:
-    """X (M x K) int8 from the stream's X tiles (window jobs: the windows the engine forms, M x kh*kw*C)."""
+    """X (M x K) int8 from the stream's X tiles (window and depthwise-unit jobs: the windows formed, M x kh*kw*C)."""
+    if job.dw_unit:
+        return dwunit.decode_x(job, stream)
     if job.window is not None:
         return window.decode_x(job, stream)
     s = np.asarray(job.stream if stream is None else stream).view(np.int8)
@@ -66,15 +71,16 @@ def decode_params(job: Job, stream=None) -> dict:
         m.append(mb[:, 1].astype(np.int64))
         shift.append(s[pos + C * 8:pos + C * 9].astype(np.int64))
         pos += C * 9
-    w0 = x_regions(job)[0]
-    w0 = w0[0] + (w0[3] * job.window.row(job.cfg) if job.window is not None else fk * w0[2]) * R
-    # pf.systolic.pack_weights sends a fold's rows bottom first: beat i is row R-1-i
-    blocks = s[w0:w0 + w_bytes(job)].view(np.int8).reshape(fn, fk, R, C)[:, :, ::-1, :]
     N = job.N
-    if job.window is not None:
-        W = window.decode_params_w(job, blocks)
+    if job.dw_unit:                                  # W right after the parameters, tap rows in order
+        W = window.dense_weights(dwunit.decode_w(job, stream), job.window)
     else:
-        W = blocks.transpose(1, 2, 0, 3).reshape(fk * R, fn * C)[:job.K, :N]
+        w0 = x_regions(job)[0]
+        w0 = w0[0] + (w0[3] * job.window.row(job.cfg) if job.window is not None else fk * w0[2]) * R
+        # pf.systolic.pack_weights sends a fold's rows bottom first: beat i is row R-1-i
+        blocks = s[w0:w0 + w_bytes(job)].view(np.int8).reshape(fn, fk, R, C)[:, :, ::-1, :]
+        W = window.decode_params_w(job, blocks) if job.window is not None else \
+            blocks.transpose(1, 2, 0, 3).reshape(fk * R, fn * C)[:job.K, :N]
     return {"W": W, "bias": np.concatenate(bias)[:N], "m": np.concatenate(m)[:N],
             "shift": np.concatenate(shift)[:N]}
 
@@ -82,6 +88,8 @@ def decode_params(job: Job, stream=None) -> dict:
 def pack_output(Y, job: Job) -> np.ndarray:
     """The output stream bytes (uint8) of a job whose result is Y (M x N): the inverse of pf.accel.unpack_output."""
     dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
+    if job.dw_unit:                                  # NHWC rows of exactly N channels
+        return np.ascontiguousarray(np.asarray(Y).astype(dt).reshape(job.M, job.N)).view(np.uint8).ravel()
     C, Np = job.cfg.cols, job.fn * job.cfg.cols
     Yp = np.zeros((job.M, Np), dt)
     Yp[:, :job.N] = Y

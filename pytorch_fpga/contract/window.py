@@ -310,7 +310,7 @@ def chunks(win: Window, Co: int, cfg) -> list[tuple[slice, Window]]:
     """A layer's window jobs: the output channels of each (as many as the W buffer holds) and its window
     (depthwise: the job's channels only, its inputs split with its outputs)."""
     cfg = accel.config(cfg)
-    step = cfg.n_max if win.depthwise else accel.n_chunk(win.folds(cfg) * cfg.rows, cfg)
+    step = accel.n_chunk(win.folds(cfg) * cfg.rows, cfg)     # depthwise: folds are kh * kw per n-fold
     return [(slice(a, min(Co, a + step)),
              dataclasses.replace(win, C=min(Co, a + step) - a) if win.depthwise else win)
             for a in range(0, Co, step)]

@@ -1,8 +1,10 @@
 """Lower an int8 graph to a plan for one batch size: steps over NHWC tensors, with every accelerator job packed.
 
-A conv2d the window engine takes (pf.contract.window.choose: supported, and not slower by the cycle model) becomes
-window jobs: the NHWC map streams as it is, whole input rows per tile, and the accelerator forms the windows.
-Otherwise a conv2d (or linear, a 1x1 conv on an (N, 1, 1, F) map) becomes GEMM jobs,
+A 3x3 depthwise conv2d the depthwise unit takes (pf.contract.dwunit.choose: the build has one, it fits, and the
+cycle model prefers it) becomes depthwise-unit jobs: the NHWC map streams once, as it is, and the outputs come
+back NHWC. A conv2d the window engine takes (pf.contract.window.choose: supported, and not slower by the cycle
+model) becomes window jobs: the NHWC map streams as it is, whole input rows per tile, and the accelerator forms
+the windows. Otherwise a conv2d (or linear, a 1x1 conv on an (N, 1, 1, F) map) becomes GEMM jobs,
 Y (N*Ho*Wo x Co) = X (M x K) @ W (K x Co), K in (kh, kw, c) order so that a window's rows of channels are
 contiguous in an NHWC map. Groups are packed side by side with block-diagonal weights; output channels are split
 into several jobs when W does not fit the weight buffer. The weights, biases and requantization are packed into each
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pytorch_fpga.contract import accel, stream_codec, window
+from pytorch_fpga.contract import accel, dwunit, stream_codec, window
 from pytorch_fpga.core import quant
 from pytorch_fpga.graph.ir import Graph, Node
 
@@ -115,27 +117,32 @@ def window_of(n: Node, geo: dict) -> window.Window | None:
                          geo["dilation"][0], tuple(geo["pads"]), depthwise)
 
 
-def window_jobs(n: Node, win: window.Window, cfg: accel.AccelConfig) -> list[JobPlan]:
-    """The packed window-mode jobs of a conv2d (X tiles still zero); output channels split by the W buffer
-    (depthwise: channels split with their inputs)."""
+def window_jobs(n: Node, win: window.Window, cfg: accel.AccelConfig, dw: bool = False) -> list[JobPlan]:
+    """The packed window-mode jobs of a conv2d (dw: depthwise-unit jobs; X still zero); output channels split by the
+    W buffer (depthwise: channels split with their inputs; dw: by dwunit.chunks)."""
     w = n.params["w_int8"]
     Wt = window.conv_weights(w, win)
     bias, m, shift = n.params["bias_int32"], n.params["m"], n.params["shift"]
     relu, out_int32 = bool(n.attrs.get("relu")), bool(n.attrs.get("out_int32"))
-    plans = []
-    for o, wj in window.chunks(win, w.shape[0], cfg):
+    plans, mod = [], dwunit if dw else window
+    pack = dwunit.pack_dw_job if dw else window.pack_window_job
+    for o, wj in dwunit.chunks(win, cfg) if dw else window.chunks(win, w.shape[0], cfg):
         X0 = np.zeros((wj.N, wj.H, wj.W, wj.C), np.int8)
-        job = window.pack_window_job(X0, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
+        job = pack(X0, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
         job.operands = {}                                                         # the stream is the truth
         c0, c1 = (o.start, o.stop) if win.depthwise else (0, win.C)
-        plans.append(JobPlan(job, c0, c1, o.start, window.x_regions(job)))
+        plans.append(JobPlan(job, c0, c1, o.start, mod.x_regions(job)))
     return plans
 
 
 def layer_jobs(n: Node, geo: dict, cfg: accel.AccelConfig) -> list[JobPlan]:
-    """The packed jobs of a conv2d/linear node for the geometry `geo`: window mode when chosen, else GEMM jobs."""
+    """The packed jobs of a conv2d/linear node for the geometry `geo`: the depthwise unit or window mode when
+    chosen, else GEMM jobs."""
     win = window_of(n, geo)
-    if win is not None and window.choose(win, n.params["w_int8"].shape[0], cfg, bool(n.attrs.get("out_int32"))):
+    Co, out_int32 = n.params["w_int8"].shape[0], bool(n.attrs.get("out_int32"))
+    if win is not None and dwunit.choose(win, Co, cfg, out_int32):
+        return window_jobs(n, win, cfg, dw=True)
+    if win is not None and window.choose(win, Co, cfg, out_int32):
         return window_jobs(n, win, cfg)
     w = n.params["w_int8"]
     W4 = w.reshape(w.shape[0], -1, 1, 1) if w.ndim == 2 else w                  # (Co, Cg, kh, kw)

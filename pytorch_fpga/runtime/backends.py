@@ -137,7 +137,8 @@ class PynqBackend(Backend):
             plugin("virtual_pynq")(self.cfg, memory=memory)
         self.overlay = overlay or shared_overlay()
         hw = self.overlay.accel.config()
-        keys = ("rows", "cols", "x_depth", "w_depth", "acc_depth", "n_max", "out_lanes")
+        keys = ("rows", "cols", "x_depth", "w_depth", "acc_depth", "n_max", "out_lanes", "out_depth", "dw_lb_depth",
+                "dw_ch")
         if any(getattr(hw, k) != getattr(self.cfg, k) for k in keys):
             raise RuntimeError(f"the loaded overlay is built as {hw}, not as config '{self.cfg.name}'")
 

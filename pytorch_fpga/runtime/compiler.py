@@ -1,10 +1,11 @@
 """Compile quantized conv2d and linear layers into conv_accel jobs, and reassemble their outputs (numpy only).
 
-A convolution runs in window mode when the engine takes it and the cycle model does not prefer a GEMM
-(pf.contract.window.choose): the job streams the NHWC feature map and the accelerator forms the windows. Otherwise
-it is lowered on the host (padding modes, im2col) to one GEMM per group; small groups are packed side by side
-with a block-diagonal weight matrix. Output channels are split into several jobs when W does not fit the weight
-buffer.
+A 3x3 depthwise convolution runs on the depthwise unit when the build has one that takes it and the cycle model
+predicts no more cycles than the alternatives (pf.contract.dwunit.choose). A convolution runs in window mode when
+the engine takes it and the cycle model does not prefer a GEMM (pf.contract.window.choose): the job streams the
+NHWC feature map and the accelerator forms the windows. Otherwise it is lowered on the host (padding modes,
+im2col) to one GEMM per group; small groups are packed side by side with a block-diagonal weight matrix. Output
+channels are split into several jobs when W does not fit the weight buffer.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pytorch_fpga.contract import accel, window
+from pytorch_fpga.contract import accel, dwunit, window
 from pytorch_fpga.contract.accel import INT32_MAX, check_accumulator, n_chunk  # noqa: F401 - re-exported
 from pytorch_fpga.core import conv
 from pytorch_fpga.core.gemm import check_int8
@@ -54,9 +55,10 @@ def gemm_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False,
 def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=False, stride=1, padding=0,
                  dilation=1, groups=1, padding_mode="zeros", cfg="z1", mode: str = "auto"):
     """Jobs for a quantized conv2d (int8 X (N,C,H,W) or (C,H,W), int8 W (Co, C/g, kh, kw)); returns
-    (parts, (N or None, Co, Ho, Wo)). mode: 'auto' (window mode where window.choose takes it), 'window', 'gemm'."""
-    if mode not in ("auto", "window", "gemm"):
-        raise ValueError(f"mode must be 'auto', 'window' or 'gemm', not {mode!r}")
+    (parts, (N or None, Co, Ho, Wo)). mode: 'auto' (the depthwise unit where dwunit.choose takes it, else window
+    mode where window.choose takes it, else GEMM), 'dw' (the depthwise unit), 'window', 'gemm'."""
+    if mode not in ("auto", "dw", "window", "gemm"):
+        raise ValueError(f"mode must be 'auto', 'dw', 'window' or 'gemm', not {mode!r}")
     cfg = accel.config(cfg)
     X, W = check_int8("X", X), check_int8("W", W)
     if W.ndim != 4:
@@ -67,9 +69,16 @@ def conv2d_parts(X, W, bias=None, m=None, shift=None, relu=False, out_int32=Fals
         why = "padding mode, unequal strides or dilations, or groups" if win is None else \
             window.unsupported(win, cfg, Co)
         raise ValueError(f"mode='window': the engine cannot take this conv2d ({why}); use mode='auto'")
-    if win is not None and (mode == "window" or window.choose(win, Co, cfg, out_int32)):
-        return window_parts(X, W, win, bias, m, shift, relu, out_int32, cfg), \
-            (X.shape[0] if X.ndim == 4 else None, Co, win.OH, win.OW)
+    if mode == "dw" and (win is None or dwunit.unsupported(win, cfg, split=True) is not None):
+        why = "padding mode, unequal strides or dilations, or groups" if win is None else \
+            dwunit.unsupported(win, cfg, split=True)
+        raise ValueError(f"mode='dw': the depthwise unit cannot take this conv2d ({why}); use mode='auto'")
+    if win is not None:
+        shape = (X.shape[0] if X.ndim == 4 else None, Co, win.OH, win.OW)
+        if mode == "dw" or mode == "auto" and dwunit.choose(win, Co, cfg, out_int32):
+            return window_parts(X, W, win, bias, m, shift, relu, out_int32, cfg, dw=True), shape
+        if mode == "window" or window.choose(win, Co, cfg, out_int32):
+            return window_parts(X, W, win, bias, m, shift, relu, out_int32, cfg), shape
     cols, (Nb, Ho, Wo) = conv.lower(X, W.shape, stride, padding, dilation, groups, padding_mode)
     G, Og, Kg = groups, Co // groups, Cg * kh * kw
     bias, m, shift = _params(bias, m, shift, Co)
@@ -108,9 +117,9 @@ def _window(X, wshape, stride, padding, dilation, groups, padding_mode) -> windo
     return window.Window(Nb, H, Wd, C, kh, kw, sh, dh, (ph, ph, pw, pw), depthwise)
 
 
-def window_parts(X, W, win: window.Window, bias, m, shift, relu, out_int32, cfg) -> list[GemmPart]:
-    """Window-mode jobs of a conv2d: the NHWC map streams as it is; output channels split by what W's buffer holds
-    (depthwise: channels split with their inputs)."""
+def window_parts(X, W, win: window.Window, bias, m, shift, relu, out_int32, cfg, dw: bool = False) -> list[GemmPart]:
+    """Window-mode jobs of a conv2d (dw: depthwise-unit jobs): the NHWC map streams as it is; output channels split
+    by what W's buffer holds (depthwise: channels split with their inputs; dw: by dwunit.chunks)."""
     Xh = np.ascontiguousarray((X if X.ndim == 4 else X[None]).transpose(0, 2, 3, 1))
     Co = W.shape[0]
     Wt = window.conv_weights(W, win)                                                  # (kh, kw, C[, Co])
@@ -119,9 +128,10 @@ def window_parts(X, W, win: window.Window, bias, m, shift, relu, out_int32, cfg)
     if not out_int32 and not m.any():
         raise ValueError("int8 outputs need requantization multipliers m (see pf.quant.quantize_layer)")
     parts = []
-    for o, wj in window.chunks(win, Co, cfg):
+    pack = dwunit.pack_dw_job if dw else window.pack_window_job
+    for o, wj in dwunit.chunks(win, cfg) if dw else window.chunks(win, Co, cfg):
         Xj = Xh[..., o] if win.depthwise else Xh
-        job = window.pack_window_job(Xj, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
+        job = pack(Xj, Wt[..., o], bias[o], m[o], shift[o], relu, out_int32, cfg, win=wj)
         parts.append(GemmPart(job, np.arange(o.start, o.stop)))
     return parts
 

@@ -194,6 +194,8 @@ def output_copies(out: np.ndarray, job, dst: np.ndarray) -> list:
     C, fn, N = job.cfg.cols, job.fn, job.N
     dt = np.dtype("<i4") if job.out_int32 else np.dtype(np.int8)
     vals = out[:job.out_bytes].view(dt)
+    if job.dw_unit:                                   # a depthwise-unit job: NHWC rows of exactly N channels
+        return [(dst, _as(vals, (job.M, N)))]
     if job.out_nhwc:                                  # already rows of channels: one (strided) row copy
         return [(dst, _as(vals, (job.M, fn * C))[:, :N])]
     T, last = divmod(job.M, job.m_tile)

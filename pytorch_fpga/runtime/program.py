@@ -74,9 +74,10 @@ class Program:
             stream = self.backend.allocate(jp.job.stream.size)
             stream[:] = jp.job.stream
             job = accel.Job(jp.job.M, jp.job.K, jp.job.N, jp.job.m_tile, jp.job.relu, jp.job.out_int32, self.cfg,
-                            stream, window=jp.job.window, out_nhwc=jp.job.out_nhwc)
+                            stream, window=jp.job.window, out_nhwc=jp.job.out_nhwc, dw_unit=jp.job.dw_unit)
             if job.window is not None:                # whole input rows of the NHWC map, channels [c0, c1)
-                xs = kernels.x_row_copies(x4, stream, jp.regions, jp.c0, jp.c1, job.window.cb(self.cfg) * R)
+                width = job.N if job.dw_unit else job.window.cb(self.cfg) * R      # bytes per pixel in the stream
+                xs = kernels.x_row_copies(x4, stream, jp.regions, jp.c0, jp.c1, width)
                 out = self.backend.allocate(jp.job.out_bytes)
                 jobs.append((job, out, xs, kernels.output_copies(out, job, dst2[:, jp.o0:jp.o0 + job.N])))
                 continue

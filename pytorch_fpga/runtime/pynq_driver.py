@@ -44,11 +44,14 @@ class ConvAccelIP(pynq.DefaultIP):
 
     def config(self) -> accel.AccelConfig:
         """The build's parameters, read back from the hardware."""
-        c = self.read_reg("CONFIG")
+        c, dw = self.read_reg("CONFIG"), self.read_reg("DW_CONFIG")
         return accel.AccelConfig("hw", rows=regmap.field("CONFIG", "ROWS", c), cols=regmap.field("CONFIG", "COLS", c),
                                  x_depth=self.read_reg("X_DEPTH"),
                                  w_depth=self.read_reg("W_DEPTH"), acc_depth=self.read_reg("ACC_DEPTH"),
-                                 n_max=self.read_reg("N_MAX"), out_lanes=regmap.field("CONFIG", "OUT_LANES", c))
+                                 n_max=self.read_reg("N_MAX"), out_lanes=regmap.field("CONFIG", "OUT_LANES", c),
+                                 out_depth=self.read_reg("OUT_DEPTH"),
+                                 dw_lb_depth=regmap.field("DW_CONFIG", "LB_DEPTH", dw),
+                                 dw_ch=regmap.field("DW_CONFIG", "CH", dw))
 
 
 class ConvAccelOverlay(pynq.Overlay):

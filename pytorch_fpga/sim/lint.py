@@ -12,7 +12,9 @@ EXTRA_PARAMS = {"pe": [{"USE_DSP": 0}],
                                    {"ROWS": 4, "COLS": 4, "LUT_ROWS": 2}],
                 "conv_accel": [{"ROWS": 8, "COLS": 8, "LUT_ROWS": 0, "X_DEPTH": 256, "W_DEPTH": 512,
                                 "ACC_DEPTH": 64, "N_MAX": 64, "OUT_LANES": 2, "OUT_DEPTH": 256},
-                               {"OUT_LANES": 4}],
+                               {"OUT_LANES": 4}, {"DW_CH": 512}],
+                "accel_dw": [{"ROWS": 8, "COLS": 8, "LANES": 2, "LB_DEPTH": 256, "CH": 64, "N_MAX": 64, "WA_W": 9},
+                             {"LANES": 4}],
                 "accel_output": [{"LANES": 2}, {"LANES": 4}, {"COLS": 8, "LANES": 8, "OUT_DEPTH": 256}]}
 
 

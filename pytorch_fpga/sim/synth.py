@@ -56,12 +56,17 @@ def synthesize(top: str, modules: list, params: dict | None = None, timeout: flo
     return dict(stat["modules"][f"\\{top}"]["num_cells_by_type"])
 
 
+# LUTs a distributed-RAM cell occupies (7-series UG474: a RAM64M/RAM32M takes a SLICEM's four LUTs)
+LUTRAM_LUTS = {"RAM32M": 4, "RAM64M": 4, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1D": 4, "RAM32X1S": 1, "RAM64X1S": 1,
+               "RAM128X1S": 2, "RAM256X1S": 4}
+
+
 def summarize(cells: dict) -> dict:
     """Group xc7 cells into LUT, FF, DSP48E1, RAMB36 (a RAMB18 counts as half) and CARRY4 totals."""
     luts = sum(n for c, n in cells.items() if c.startswith("LUT"))
     ffs = sum(n for c, n in cells.items() if c.startswith("FD"))
     srl = sum(n for c, n in cells.items() if c.startswith("SRL"))
-    lutram = sum(n for c, n in cells.items() if c.startswith("RAM") and not c.startswith("RAMB"))
+    lutram = sum(n * LUTRAM_LUTS.get(c, 4) for c, n in cells.items() if c.startswith("RAM") and c[3] != "B")
     ramb36 = cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2
     return {"LUT": luts + srl + lutram, "FF": ffs, "DSP48E1": cells.get("DSP48E1", 0), "RAMB36": ramb36,
             "CARRY4": cells.get("CARRY4", 0)}

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from pytorch_fpga.arch import systolic
-from pytorch_fpga.contract import accel, regmap
+from pytorch_fpga.contract import accel, dwunit, regmap
 
 __all__ = ["buffer_sizes", "draw_system", "cycle_bounds", "utilization_ceiling", "shape_sweep",
            "plot_shape_sweeps", "roofs", "attainable_gops", "roofline_point", "roofline_table", "plot_roofline"]
@@ -141,8 +141,13 @@ def cycle_bounds(job: accel.Job) -> dict:
     stream_in:   the input stream's beats, one 8-byte beat a cycle;
     stream_out:  the output side, out_lanes int8 channels a cycle (int32: one beat, two channels):
                  M x n-folds x COLS / lanes.
+    A depthwise-unit job: `array` is the unit's walk of positions (one a cycle), its output N channels per pixel.
     """
     cfg = job.cfg
+    if job.dw_unit:                    # the depthwise unit: its walk of positions, the stream, the output lanes
+        lanes = 2 if job.out_int32 else cfg.out_lanes
+        return {"array": dwunit.cycle_model(job)["compute_cycles"],
+                "stream_in": job.stream.size // regmap.BEAT_BYTES, "stream_out": job.M * job.N // lanes}
     fold_ms = [rows for rows in job.tiles() for _ in range(job.fn * job.fk)]
     array = systolic.ws_cycles_for_folds(fold_ms, cfg.rows, cfg.cols)
     params_beats = job.fn * (cfg.cols + cfg.cols // 8)               # pf.contract.regmap's stream format, part 1

@@ -7,7 +7,7 @@
 #define PFA_REG_K 0x0Cu  // RW reduction length (columns of X, rows of W)
 #define PFA_REG_N 0x10u  // RW output channels (columns of W)
 #define PFA_REG_M_TILE 0x14u  // RW rows of X per on-chip tile (<= ACC_DEPTH, tile rows x k-folds <= X_DEPTH)
-#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together)
+#define PFA_REG_FLAGS 0x18u  // RW bit 0 RELU, bit 1 OUT_INT32 (int32 accumulators + bias instead of int8), bit 2 WINDOW (X is an NHWC feature map; the engine forms the windows), bit 3 DEPTHWISE (with WINDOW: n-fold j reads channel block j only), bit 4 OUT_NHWC (int8 out in NHWC order: each pixel's channels together), bit 5 DW_UNIT (depthwise 3x3 in the line-buffer unit: DW_* registers)
 #define PFA_REG_ID 0x1Cu  // R MAGIC
 #define PFA_REG_CONFIG 0x20u  // R ROWS [7:0], COLS [15:8], OUT_LANES [23:16]
 #define PFA_REG_X_DEPTH 0x24u  // R X buffer rows (of ROWS bytes) per bank
@@ -15,6 +15,7 @@
 #define PFA_REG_ACC_DEPTH 0x2Cu  // R accumulator rows per bank (max M_TILE)
 #define PFA_REG_N_MAX 0x30u  // R max output channels (parameter memory entries)
 #define PFA_REG_OUT_DEPTH 0x34u  // R NHWC output buffer rows (8 bytes); a tile's M_TILE * n-folds * COLS / 8 <= half
+#define PFA_REG_DW_CONFIG 0x38u  // R depthwise unit: LB_DEPTH [15:0] line-buffer beats, CH [31:16] max channels (0: none)
 #define PFA_REG_CYCLES 0x40u  // R cycles from START to DONE of the last job
 #define PFA_REG_MAC_CYCLES 0x44u  // R cycles the array accepted an activation vector (did MACs)
 #define PFA_REG_STALL_IN 0x48u  // R cycles the array waited for input data (X tile or W fold not yet streamed in)
@@ -27,6 +28,10 @@
 #define PFA_REG_WIN_YSTEP 0x70u  // RW X buffer address step per output row: STRIDE * IW * CB
 #define PFA_REG_WIN_DX 0x74u  // RW X buffer address step per kernel column: DIL * CB
 #define PFA_REG_WIN_DY 0x78u  // RW X buffer address step per kernel row: DIL * IW * CB
+#define PFA_REG_DW_SHAPE 0x7Cu  // RW IW [15:0] input width, IH [31:16] input height (pixels)
+#define PFA_REG_DW_OUT 0x80u  // RW OW [15:0] output width, OH [31:16] output height
+#define PFA_REG_DW_VIRT 0x84u  // RW VW [15:0] positions walked per row, VH [31:16] rows walked per image (the input plus the bottom/right padding the last outputs need)
+#define PFA_REG_DW_GEOM 0x88u  // RW BEATS [11:0] beats per pixel (C / 8), STRIDE [15:12], PAD_T [19:16], PAD_L [23:20], IMAGES [31:24]
 #define PFA_CTRL_START (1u << 0)
 #define PFA_CTRL_SOFT_RESET (1u << 1)
 #define PFA_STATUS_IDLE (1u << 0)
@@ -37,3 +42,4 @@
 #define PFA_FLAGS_WINDOW (1u << 2)
 #define PFA_FLAGS_DEPTHWISE (1u << 3)
 #define PFA_FLAGS_OUT_NHWC (1u << 4)
+#define PFA_FLAGS_DW_UNIT (1u << 5)

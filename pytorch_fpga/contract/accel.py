@@ -129,9 +129,12 @@ class Job:
         """Register writes (name -> value) that set the job up, before CTRL.START."""
         regs = {"M": self.M, "K": self.K, "N": self.N, "M_TILE": self.m_tile, "FLAGS": self.flags}
         if self.dw_unit:
-            from pytorch_fpga.contract import dwunit  # dwunit imports this module
-            return {**regs, **dwunit.registers(self.window)}
+            return {**regs, **JOB_KINDS["dw_unit"][0](self.window)}
         return regs if self.window is None else {**regs, **self.window.registers(self.cfg)}
+
+# Job kinds of modules above this one, registered when they are imported (pf.contract.dwunit: "dw_unit", which
+# makes those jobs): kind -> (registers(window) -> dict, cycle_model(job) -> dict).
+JOB_KINDS: dict = {}
 
 
 def nhwc_fits(m_tile: int, N: int, cfg: AccelConfig) -> bool:
@@ -345,8 +348,7 @@ def cycle_model(job: Job) -> dict:
     one 64-bit beat). A depthwise-unit job: pf.contract.dwunit.cycle_model.
     """
     if job.dw_unit:
-        from pytorch_fpga.contract import dwunit  # dwunit imports this module
-        return dwunit.cycle_model(job)
+        return JOB_KINDS["dw_unit"][1](job)
     cfg = job.cfg
     R, C = cfg.rows, cfg.cols
     LAT, D = systolic.latency(R, C), systolic.drain(R, C)

@@ -220,3 +220,5 @@ def choose(win: window.Window, Co: int, cfg, out_int32: bool = False) -> bool:
 
 
 _EMPTY = np.zeros(0, np.uint8)
+
+accel.JOB_KINDS["dw_unit"] = (registers, cycle_model)     # Job.registers and accel.cycle_model use these
